@@ -1,0 +1,1 @@
+"""Core: types, errors, patterns and time helpers. Imports nothing else from skyline."""

@@ -1,0 +1,62 @@
+"""Typed errors. They carry what a person needs; the CLI and web edges turn them into messages."""
+
+from __future__ import annotations
+
+
+class SkylineError(Exception):
+    """Base of every error Skyline raises on purpose."""
+
+
+class SettingsError(SkylineError):
+    """One or more settings are invalid."""
+
+    def __init__(self, problems: list[SettingProblem]):
+        self.problems = problems
+        super().__init__("; ".join(p.line() for p in problems))
+
+
+class SettingProblem:
+    """One invalid setting: its name, the value given and why it was refused."""
+
+    __slots__ = ("setting", "value", "reason")
+
+    def __init__(self, setting: str, value: object, reason: str):
+        self.setting = setting
+        self.value = value
+        self.reason = reason
+
+    def line(self) -> str:
+        return f"{self.setting}: {self.value!r}: {self.reason}"
+
+    def __repr__(self) -> str:
+        return f"SettingProblem({self.line()})"
+
+
+class PatternError(SkylineError):
+    """A namespace pattern that cannot be compiled."""
+
+
+class StoreUnavailable(SkylineError):
+    """The hot store (Redis) or the SQL database cannot be reached."""
+
+    def __init__(self, what: str, url: str, reason: str):
+        self.what = what
+        self.url = url
+        self.reason = reason
+        super().__init__(f"{what} unreachable at {url}: {reason}")
+
+
+class PortInUse(SkylineError):
+    """A listening port is taken; names the setting that chose it."""
+
+    def __init__(self, setting: str, host: str, port: int, reason: str):
+        self.setting = setting
+        super().__init__(f"{setting}={port}: cannot listen on {host}:{port}: {reason}")
+
+
+class NotFound(SkylineError):
+    """A named thing (metric, anomaly, component) does not exist."""
+
+
+class InvalidInput(SkylineError):
+    """Input from a user or a client that is refused, with the reason."""

@@ -1,0 +1,85 @@
+"""Loading settings: defaults < TOML file (--config or SKYLINE_CONFIG) < environment."""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from pathlib import Path
+from typing import Any
+
+from pydantic import SecretStr, ValidationError
+from pydantic_settings import BaseSettings, InitSettingsSource, PydanticBaseSettingsSource
+
+from skyline.core.errors import SettingProblem, SettingsError
+from skyline.settings.model import ENV_PREFIX, Settings
+
+SECRET_FIELDS = {"REDIS_URL", "DATABASE_URL"}
+
+
+def _read_toml(path: Path) -> dict[str, Any]:
+    try:
+        with path.open("rb") as f:
+            return tomllib.load(f)
+    except FileNotFoundError:
+        raise SettingsError([SettingProblem("config file", str(path), "file not found")]) from None
+    except tomllib.TOMLDecodeError as e:
+        raise SettingsError([SettingProblem("config file", str(path), f"not valid TOML: {e}")]) from None
+    except OSError as e:
+        raise SettingsError([SettingProblem("config file", str(path), e.strerror or str(e))]) from None
+
+
+def _problems(err: ValidationError) -> list[SettingProblem]:
+    out = []
+    for e in err.errors():
+        loc = [str(p) for p in e["loc"]]
+        name = ".".join(loc) if loc else "settings"
+        value: Any = e.get("input")
+        if loc and loc[0] in SECRET_FIELDS and isinstance(value, str | SecretStr):
+            from skyline.settings.show import mask_url
+
+            value = mask_url(value.get_secret_value() if isinstance(value, SecretStr) else value)
+        reason = e["msg"].removeprefix("Value error, ")
+        if e["type"] == "extra_forbidden":
+            reason = "unknown setting (see docs/settings.md; names are case-sensitive in TOML)"
+            value = value if not isinstance(value, dict) else "{...}"
+        out.append(SettingProblem(name, value, reason))
+    return out
+
+
+def load_settings(config_file: str | Path | None = None, **overrides: Any) -> Settings:
+    """Build the Settings, raising SettingsError with one problem per invalid setting.
+
+    `overrides` take precedence over everything (used by tests and by CLI options).
+    """
+    path = config_file or os.environ.get(ENV_PREFIX + "CONFIG")
+    file_data = _read_toml(Path(path)) if path else {}
+
+    class _Loaded(Settings):
+        @classmethod
+        def settings_customise_sources(
+            cls,
+            settings_cls: type[BaseSettings],
+            init_settings: PydanticBaseSettingsSource,
+            env_settings: PydanticBaseSettingsSource,
+            dotenv_settings: PydanticBaseSettingsSource,
+            file_secret_settings: PydanticBaseSettingsSource,
+        ) -> tuple[PydanticBaseSettingsSource, ...]:
+            return (
+                InitSettingsSource(settings_cls, overrides),
+                env_settings,
+                InitSettingsSource(settings_cls, file_data),
+            )
+
+    try:
+        return _Loaded()
+    except ValidationError as e:
+        raise SettingsError(_problems(e)) from None
+
+
+def settings_problems(config_file: str | Path | None = None) -> list[SettingProblem]:
+    """All problems with the settings, empty when they are valid."""
+    try:
+        load_settings(config_file)
+    except SettingsError as e:
+        return e.problems
+    return []

@@ -1,0 +1,65 @@
+"""Rendering settings for people: secrets masked, TOML layout."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+from pydantic import BaseModel, SecretStr
+
+MASK = "***"
+
+
+def mask_url(url: str) -> str:
+    """The URL with any password replaced by ***."""
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return MASK
+    if parts.password is None:
+        return url
+    user = parts.username or ""
+    host = parts.hostname or ""
+    if parts.port is not None:
+        host = f"{host}:{parts.port}"
+    netloc = f"{user}:{MASK}@{host}"
+    return urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment))
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, SecretStr):
+        return mask_url(value.get_secret_value())
+    if isinstance(value, BaseModel):
+        return {k: _plain(getattr(value, k)) for k in type(value).model_fields}
+    if isinstance(value, Path):
+        return str(value)
+    if isinstance(value, list | tuple):
+        return [_plain(v) for v in value]
+    if isinstance(value, dict):
+        return {str(k): _plain(v) for k, v in value.items()}
+    return value
+
+
+def as_dict(settings: BaseModel) -> dict[str, Any]:
+    """Every setting as JSON-ready data, secrets masked."""
+    result: dict[str, Any] = _plain(settings)
+    return result
+
+
+def _toml_line(k: str, v: Any) -> str:
+    if v is None:
+        return f"# {k} is unset"
+    return f"{k} = {json.dumps(v)}"
+
+
+def as_toml(settings: BaseModel) -> str:
+    data = as_dict(settings)
+    top = [(k, v) for k, v in data.items() if not isinstance(v, dict)]
+    tables = [(k, v) for k, v in data.items() if isinstance(v, dict)]
+    lines = [_toml_line(k, v) for k, v in top]
+    for name, table in tables:
+        lines += ["", f"[{name}]"]
+        lines += [_toml_line(k, v) for k, v in table.items()]
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,1 @@
+"""Storage: the Redis hot store and the SQL event store."""

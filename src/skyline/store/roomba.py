@@ -1,0 +1,137 @@
+"""Trimming the hot store (upstream's roomba).
+
+Each pass walks the metric index from where the last one stopped, at most `max_keys` series.
+A series is rewritten sorted, de-duplicated (last write wins) and cut to the retention window;
+one with no point left is deleted with its index entry. Points appended while a series is
+being trimmed are kept: the rewrite runs as a script that only replaces the bytes it read and
+keeps anything appended since.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+import numpy as np
+import redis
+
+from skyline.store import keys
+from skyline.store.series import POINT_SIZE, decode, encode, normalise
+
+log = logging.getLogger(__name__)
+
+# Replace the first ARGV[1] bytes of the series with ARGV[2], keeping any bytes appended since
+# they were read. Returns -1 when the series shrank meanwhile (someone else rewrote it: leave it
+# to the next pass), 0 when the result is empty and the key was deleted, 1 when rewritten.
+_REWRITE = """
+local cur = redis.call('STRLEN', KEYS[1])
+local expected = tonumber(ARGV[1])
+if cur < expected then return -1 end
+local v = ARGV[2]
+if cur > expected then v = v .. redis.call('GETRANGE', KEYS[1], expected, -1) end
+if string.len(v) == 0 then redis.call('DEL', KEYS[1]) return 0 end
+redis.call('SET', KEYS[1], v)
+return 1
+"""
+
+
+@dataclass
+class TrimStats:
+    examined: int = 0
+    rewritten: int = 0
+    deleted: int = 0
+    points_removed: int = 0
+    corrupt_repaired: int = 0
+    wrong_type_removed: int = 0
+    conflicts: int = 0
+    wrapped: bool = False  # this pass reached the end of the index
+
+    def add(self, other: TrimStats) -> None:
+        for f in ("examined", "rewritten", "deleted", "points_removed", "corrupt_repaired",
+                  "wrong_type_removed", "conflicts"):
+            setattr(self, f, getattr(self, f) + getattr(other, f))
+        self.wrapped = self.wrapped or other.wrapped
+
+
+class Roomba:
+    def __init__(self, client: redis.Redis, *, retention: float, batch_size: int = 500):
+        self.client = client
+        self.retention = retention
+        self.batch_size = batch_size
+        self._rewrite = client.register_script(_REWRITE)
+
+    def trim_names(self, names: list[str], now: float) -> TrimStats:
+        stats = TrimStats(examined=len(names))
+        if not names:
+            return stats
+        oldest = now - self.retention
+        pipe = self.client.pipeline(transaction=False)
+        for name in names:
+            pipe.get(keys.series(name))
+        raws = pipe.execute(raise_on_error=False)
+
+        writes: list[tuple[str, int, bytes]] = []
+        orphans: list[str] = []
+        for name, raw in zip(names, raws, strict=True):
+            if isinstance(raw, redis.ResponseError):
+                # not a string: nothing Skyline wrote; drop it so readers never trip on it
+                stats.wrong_type_removed += 1
+                self.client.delete(keys.series(name))
+                orphans.append(name)
+                continue
+            if isinstance(raw, Exception):
+                raise raw
+            if raw is None:
+                orphans.append(name)
+                continue
+            t, v, extra = decode(raw)
+            if extra:
+                stats.corrupt_repaired += 1
+            t2, v2 = normalise(t, v, oldest)
+            removed = t.shape[0] - t2.shape[0]
+            if removed == 0 and not extra and np.array_equal(t, t2):
+                continue  # already sorted, unique and inside the window
+            stats.points_removed += removed
+            writes.append((name, len(raw), encode(t2, v2)))
+
+        if writes:
+            pipe = self.client.pipeline(transaction=False)
+            for name, expected, data in writes:
+                self._rewrite(keys=[keys.series(name)], args=[expected, data], client=pipe)
+            for (name, _, _), result in zip(writes, pipe.execute(), strict=True):
+                if result == -1:
+                    stats.conflicts += 1
+                elif result == 0:
+                    stats.deleted += 1
+                    orphans.append(name)
+                else:
+                    stats.rewritten += 1
+        if orphans:
+            self._unindex(orphans)
+        return stats
+
+    def _unindex(self, names: list[str]) -> None:
+        """Remove names whose series is gone; re-add any that a writer re-created meanwhile."""
+        self.client.srem(keys.METRIC_INDEX, *names)
+        pipe = self.client.pipeline(transaction=False)
+        for name in names:
+            pipe.exists(keys.series(name))
+        back = [n for n, e in zip(names, pipe.execute(), strict=True) if e]
+        if back:
+            self.client.sadd(keys.METRIC_INDEX, *back)
+
+    def run_pass(self, now: float, max_keys: int) -> TrimStats:
+        """Trim up to `max_keys` series, continuing from the cursor the last pass left."""
+        total = TrimStats()
+        raw_cursor = self.client.get(keys.roomba_cursor())
+        cursor = int(raw_cursor) if raw_cursor else 0
+        while total.examined < max_keys:
+            cursor, members = self.client.sscan(keys.METRIC_INDEX, cursor, count=self.batch_size)
+            names = [m.decode("utf-8", "replace") if isinstance(m, bytes) else m for m in members]
+            for start in range(0, len(names), self.batch_size):
+                total.add(self.trim_names(names[start : start + self.batch_size], now))
+            if cursor == 0:
+                total.wrapped = True
+                break
+        self.client.set(keys.roomba_cursor(), cursor)
+        return total
