@@ -18,8 +18,15 @@ REGEX_PREFIX = "re:"
 _REGEX_CHARS = set("^$*+?[](){}|\\")
 
 
+# A labelled series is `name{k="v",...}`; its label set belongs to the last element, so the
+# dots inside label values are not element separators.
+_LABEL_SET = r'\{(?:[^"}]|"(?:[^"\\]|\\.)*")*\}'
+_IN_ELEMENT = rf"[^.{{]*(?:{_LABEL_SET}[^.{{]*)*"  # unrolled: no backtracking blow-up
+
+
 def glob_to_regex(glob: str) -> str:
     out: list[str] = []
+    in_labels = False  # inside a literal `{...}` of the pattern: `*` stops only at `}`
     i = 0
     while i < len(glob):
         c = glob[i]
@@ -28,10 +35,14 @@ def glob_to_regex(glob: str) -> str:
                 out.append(".*")
                 i += 2
                 continue
-            out.append(r"[^.]*")
+            out.append(r"[^}]*" if in_labels else _IN_ELEMENT)
         elif c == "?":
-            out.append(r"[^.]")
+            out.append(r"[^}]" if in_labels else r"[^.]")
         else:
+            if c == "{":
+                in_labels = True
+            elif c == "}":
+                in_labels = False
             out.append(re.escape(c))
         i += 1
     return "^" + "".join(out) + r"\Z"
@@ -96,21 +107,30 @@ def skipped(name: str, skip: PatternSet, do_not_skip: PatternSet) -> bool:
 def from_upstream(pattern: str) -> str:
     """Convert an upstream Skyline namespace pattern to ours.
 
-    Upstream matched an entry when it was a substring of the name, or when every dotted
-    element of the entry appeared among the name's elements, or (where it looked like one)
-    as a regular expression. Plain entries become one regex that keeps both readings; entries
-    with regex characters are kept as regexes.
+    Upstream (earthgecko's matched_or_regexed_in_list) matched an entry when it was a substring
+    of the name, or when every dotted element of the entry appeared among the name's elements,
+    or when the entry, read as a regular expression, matched at the start of the name. The
+    result is one regex keeping those readings: the substring always; the dotted elements when
+    the entry has two or more, all distinct and non-empty (otherwise upstream's element test
+    could never succeed); the regular expression, anchored at the start, only when the entry
+    holds regex characters other than `.` and compiles.
     """
     if pattern.startswith(REGEX_PREFIX):
         return pattern
+    readings = [re.escape(pattern)]
+    elements = pattern.split(".")
+    if len(elements) > 1 and "" not in elements and len(set(elements)) == len(elements):
+        lookaheads = "".join(rf"(?=(?:.*\.)?{re.escape(e)}(?:\.|$))" for e in elements)
+        readings.append("^" + lookaheads)
     if any(c in _REGEX_CHARS for c in pattern):
-        return REGEX_PREFIX + pattern
-    substring = re.escape(pattern)
-    elements = [e for e in pattern.split(".") if e]
-    if len(elements) <= 1:
-        return REGEX_PREFIX + substring
-    lookaheads = "".join(rf"(?=(?:.*\.)?{re.escape(e)}(?:\.|$))" for e in elements)
-    return f"{REGEX_PREFIX}{substring}|^{lookaheads}"
+        regex = f"^(?:{pattern})"
+        try:
+            re.compile(regex)
+        except re.error:
+            pass  # upstream, too, ignored an entry that is not a valid regex
+        else:
+            readings.append(regex)
+    return REGEX_PREFIX + "|".join(readings)
 
 
 def from_upstream_list(patterns: Sequence[str]) -> list[str]:

@@ -1,5 +1,6 @@
-"""The anomaly event contract and the Redis stream that carries it."""
+"""The anomaly event contract (its type lives in core, so the store can persist it) and the
+Redis stream that carries it."""
 
-from skyline.events.anomaly import AlgorithmResult, AnomalyEvent, event_id
+from skyline.core.events import AlgorithmResult, AnomalyEvent, event_id, pack_window, unpack_window
 
-__all__ = ["AlgorithmResult", "AnomalyEvent", "event_id"]
+__all__ = ["AlgorithmResult", "AnomalyEvent", "event_id", "pack_window", "unpack_window"]

@@ -10,11 +10,12 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any, cast
 
 import redis
 
 from skyline.core.errors import InvalidInput
-from skyline.events.anomaly import AnomalyEvent
+from skyline.core.events import AnomalyEvent
 from skyline.store import keys
 
 log = logging.getLogger(__name__)
@@ -84,15 +85,16 @@ class Consumer:
              block_ms: int | None = 1000) -> ConsumeStats:
         stats = ConsumeStats()
         # events another consumer took and never acknowledged
-        result = self.client.xautoclaim(self.stream, self.group, self.name, self.claim_idle_ms,
-                                        start_id=self._claim_cursor, count=count)
+        result = cast(list[Any], self.client.xautoclaim(
+            self.stream, self.group, self.name, self.claim_idle_ms,
+            start_id=self._claim_cursor, count=count))
         next_cursor, claimed = result[0], result[1]
         self._claim_cursor = next_cursor.decode() if isinstance(next_cursor, bytes) else next_cursor
         if claimed:
             stats.claimed += len(claimed)
             self._handle(claimed, handler, stats)
-        resp = self.client.xreadgroup(self.group, self.name, {self.stream: ">"}, count=count,
-                                      block=block_ms)
+        resp = cast(list[Any], self.client.xreadgroup(
+            self.group, self.name, {self.stream: ">"}, count=count, block=block_ms))
         for _stream, entries in resp or []:
             self._handle(entries, handler, stats)
         return stats

@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
+import json
 import os
+import re
 import tomllib
 from pathlib import Path
 from typing import Any
 
 from pydantic import SecretStr, ValidationError
 from pydantic_settings import BaseSettings, InitSettingsSource, PydanticBaseSettingsSource
+from pydantic_settings import SettingsError as SourceError
 
 from skyline.core.errors import SettingProblem, SettingsError
-from skyline.settings.model import ENV_PREFIX, Settings
+from skyline.settings.model import ENV_NESTED, ENV_PREFIX, Settings
 
 SECRET_FIELDS = {"REDIS_URL", "DATABASE_URL"}
 
@@ -40,10 +43,29 @@ def _problems(err: ValidationError) -> list[SettingProblem]:
             value = mask_url(value.get_secret_value() if isinstance(value, SecretStr) else value)
         reason = e["msg"].removeprefix("Value error, ")
         if e["type"] == "extra_forbidden":
-            reason = "unknown setting (see docs/settings.md; names are case-sensitive in TOML)"
+            reason = "unknown setting (docs/settings.md lists them all)"
             value = value if not isinstance(value, dict) else "{...}"
         out.append(SettingProblem(name, value, reason))
     return out
+
+
+def _source_problem(err: SourceError) -> SettingProblem:
+    """pydantic-settings refuses an environment variable it cannot decode (a list or table
+    that is not valid JSON) before validation; name the variable and say why."""
+    m = re.search(r'field "([^"]+)"', str(err))
+    field = m.group(1) if m else "settings"
+    var = ENV_PREFIX + field.upper()
+    value: Any = None
+    for k, v in os.environ.items():
+        if k.upper() == var:
+            var, value = k, v
+            break
+    cause = err.__cause__
+    why = f" ({cause})" if isinstance(cause, json.JSONDecodeError) else ""
+    return SettingProblem(
+        field, value, f"environment variable {var} is not valid JSON{why}; lists and tables "
+        f"are written as JSON, or one entry at a time as {ENV_PREFIX}<TABLE>{ENV_NESTED}<NAME>"
+    )
 
 
 def load_settings(config_file: str | Path | None = None, **overrides: Any) -> Settings:
@@ -74,6 +96,8 @@ def load_settings(config_file: str | Path | None = None, **overrides: Any) -> Se
         return _Loaded()
     except ValidationError as e:
         raise SettingsError(_problems(e)) from None
+    except SourceError as e:
+        raise SettingsError([_source_problem(e)]) from None
 
 
 def settings_problems(config_file: str | Path | None = None) -> list[SettingProblem]:

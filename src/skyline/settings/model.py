@@ -44,7 +44,8 @@ class RedisSettings(_Section):
     )
     retry_max_backoff: float = Field(
         30.0, gt=0, le=3600,
-        description="Longest wait, in seconds, between reconnection attempts when Redis is down.",
+        description="Longest wait, in seconds, between reconnection attempts when Redis or the "
+        "SQL database is down.",
     )
     connect_timeout: float = Field(
         5.0, gt=0, le=300,

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
 
 from pydantic import BaseModel, SecretStr
 
@@ -13,19 +12,23 @@ MASK = "***"
 
 
 def mask_url(url: str) -> str:
-    """The URL with any password replaced by ***."""
-    try:
-        parts = urlsplit(url)
-    except ValueError:
-        return MASK
-    if parts.password is None:
+    """The URL with any password replaced by ***.
+
+    Parsed by hand rather than with urllib: a password holding an unencoded '/', '#' or '?'
+    must still be hidden, and the host part is left exactly as written.
+    """
+    scheme, sep, rest = url.partition("://")
+    if not sep:
         return url
-    user = parts.username or ""
-    host = parts.hostname or ""
-    if parts.port is not None:
-        host = f"{host}:{parts.port}"
-    netloc = f"{user}:{MASK}@{host}"
-    return urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment))
+    # user info ends at the last '@' before the path, or anywhere if the password holds '/'
+    at = rest.rfind("@")
+    if at < 0:
+        return url
+    userinfo, hostpart = rest[:at], rest[at + 1 :]
+    user, colon, _password = userinfo.partition(":")
+    if not colon:
+        return url
+    return f"{scheme}://{user}:{MASK}@{hostpart}"
 
 
 def _plain(value: Any) -> Any:

@@ -19,6 +19,8 @@ import time
 from pathlib import Path
 
 import redis
+from redis.backoff import NoBackoff
+from redis.retry import Retry
 
 from skyline.core.errors import StoreUnavailable
 
@@ -55,10 +57,16 @@ def socket_path(data_dir: Path, socket_name: str) -> Path:
     return Path(tempfile.gettempdir()) / f"skyline-{digest}.sock"
 
 
+def _direct(sock: Path, timeout: float) -> redis.Redis:
+    """A client that does not retry: these calls must fail fast or expect the socket to go."""
+    return redis.Redis(unix_socket_path=str(sock), socket_timeout=timeout,
+                       socket_connect_timeout=timeout, retry=Retry(NoBackoff(), 0))
+
+
 def _ping(sock: Path) -> bool:
     if not sock.exists():
         return False
-    client = redis.Redis(unix_socket_path=str(sock), socket_timeout=2, socket_connect_timeout=2)
+    client = _direct(sock, 2)
     try:
         return bool(client.ping())
     except (redis.ConnectionError, redis.TimeoutError, OSError):
@@ -147,7 +155,7 @@ class EmbeddedRedis:
 
     def shutdown(self) -> None:
         """Save and stop the server (whoever started it)."""
-        client = redis.Redis(unix_socket_path=str(self.socket), socket_timeout=30)
+        client = _direct(self.socket, 30)
         try:
             client.shutdown(save=True)
         except (redis.ConnectionError, redis.TimeoutError, OSError):

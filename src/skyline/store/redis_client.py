@@ -8,6 +8,8 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 
 import redis
+from redis.backoff import ExponentialBackoff
+from redis.retry import Retry
 
 from skyline.core.errors import StoreUnavailable
 from skyline.settings import Settings
@@ -37,6 +39,8 @@ def make_client(url: str, timeout: float) -> redis.Redis:
         socket_timeout=timeout,
         socket_connect_timeout=timeout,
         health_check_interval=30,
+        # a blip is retried here; a real outage surfaces fast to the caller's own backoff
+        retry=Retry(ExponentialBackoff(cap=0.5, base=0.05), 2),
     )
 
 

@@ -16,7 +16,7 @@ import numpy as np
 import redis
 
 from skyline.store import keys
-from skyline.store.series import POINT_SIZE, decode, encode, normalise
+from skyline.store.series import decode, encode, normalise
 
 log = logging.getLogger(__name__)
 

@@ -1,0 +1,66 @@
+"""The component registry: `skyline run` starts every entry; `skyline serve NAME` one of them.
+
+A new component adds one entry here, never an edit to the runner.
+"""
+
+from __future__ import annotations
+
+import socket
+from collections.abc import Callable, Coroutine, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from fastapi import APIRouter
+
+from skyline.runtime.context import Context
+from skyline.services import roomba, webapp
+from skyline.settings import Settings
+
+
+@dataclass(frozen=True)
+class Port:
+    """A listening port chosen by a setting; 0 turns the listener off."""
+
+    setting: str
+    host: Callable[[Settings], str]
+    port: Callable[[Settings], int]
+    kind: int = socket.SOCK_STREAM
+
+
+RunFn = Callable[
+    [Context, dict[str, socket.socket], Sequence[APIRouter]], Coroutine[Any, Any, None]
+]
+
+
+@dataclass(frozen=True)
+class Component:
+    name: str
+    help: str
+    run: RunFn
+    ports: tuple[Port, ...] = ()
+    routers: Callable[[Context], list[APIRouter]] | None = None
+    needs: tuple[str, ...] = field(default=())  # components it cannot work without
+
+
+def _webapp(
+    ctx: Context, socks: dict[str, socket.socket], routers: Sequence[APIRouter]
+) -> Coroutine[Any, Any, None]:
+    return webapp.run(ctx, socks["WEBAPP_PORT"], routers)
+
+
+def _roomba(
+    ctx: Context, socks: dict[str, socket.socket], routers: Sequence[APIRouter]
+) -> Coroutine[Any, Any, None]:
+    return roomba.run(ctx)
+
+
+REGISTRY: dict[str, Component] = {
+    c.name: c
+    for c in [
+        Component(
+            "webapp", "web UI, JSON API, flux routes and /metrics on WEBAPP_PORT", _webapp,
+            ports=(Port("WEBAPP_PORT", lambda s: s.WEBAPP_IP, lambda s: s.WEBAPP_PORT),),
+        ),
+        Component("roomba", "trims the hot store to FULL_DURATION + ROOMBA_GRACE_TIME", _roomba),
+    ]
+}

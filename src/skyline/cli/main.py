@@ -1,0 +1,246 @@
+"""`skyline`: the one entry point."""
+
+from __future__ import annotations
+
+import json
+import sys
+import traceback
+from typing import Any
+
+import click
+
+from skyline import __version__
+from skyline.core.errors import SettingsError, SkylineError
+from skyline.core.timeutil import iso, now, parse_time
+from skyline.settings import Settings, load_settings
+from skyline.settings.show import as_dict, as_toml
+
+
+class _Obj:
+    def __init__(self, config: str | None, debug: bool):
+        self.config = config
+        self.debug = debug
+        self._settings: Settings | None = None
+
+    def settings(self) -> Settings:
+        if self._settings is None:
+            from skyline.runtime.logs import setup_logging
+
+            self._settings = load_settings(self.config)
+            setup_logging("DEBUG" if self.debug else self._settings.LOG_LEVEL,
+                          self._settings.LOG_FORMAT)
+        return self._settings
+
+
+class SkylineGroup(click.Group):
+    """Turns Skyline's typed errors into one-line messages and exit code 1."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except SettingsError as e:
+            for p in e.problems:
+                click.echo(f"error: setting {p.line()}", err=True)
+            _maybe_traceback(ctx)
+            ctx.exit(1)
+        except SkylineError as e:
+            click.echo(f"error: {e}", err=True)
+            _maybe_traceback(ctx)
+            ctx.exit(1)
+        except (click.exceptions.Exit, click.ClickException, click.Abort):
+            raise
+        except Exception as e:  # noqa: BLE001 - the edge: one line, traceback with --debug
+            click.echo(f"error: {type(e).__name__}: {e}", err=True)
+            _maybe_traceback(ctx, always_hint=True)
+            ctx.exit(1)
+
+
+def _maybe_traceback(ctx: click.Context, always_hint: bool = False) -> None:
+    obj = ctx.find_object(_Obj)
+    if obj is not None and obj.debug:
+        traceback.print_exc()
+    elif always_hint:
+        click.echo("(run with --debug for the traceback)", err=True)
+
+
+@click.group(cls=SkylineGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("--config", "-c", type=click.Path(dir_okay=False), envvar="SKYLINE_CONFIG",
+              help="TOML settings file (default: $SKYLINE_CONFIG, else built-in defaults).")
+@click.option("--debug", is_flag=True, help="Debug logging and tracebacks on errors.")
+@click.version_option(__version__, prog_name="skyline")
+@click.pass_context
+def cli(ctx: click.Context, config: str | None, debug: bool) -> None:
+    """Skyline: real-time anomaly detection for operational metrics."""
+    ctx.obj = _Obj(config, debug)
+
+
+pass_obj = click.make_pass_decorator(_Obj)
+
+
+# run / serve ---------------------------------------------------------------------------------
+@cli.command()
+@pass_obj
+def run(obj: _Obj) -> None:
+    """Start every component (embedded Redis and SQLite unless configured otherwise)."""
+    from skyline.cli.runner import run_components
+
+    sys.exit(run_components(obj.settings(), None, own_embedded=True))
+
+
+def _component_names() -> list[str]:
+    from skyline.cli.components import REGISTRY
+
+    return sorted(REGISTRY)
+
+
+@cli.command()
+@click.argument("component", type=click.Choice(_component_names()))
+@pass_obj
+def serve(obj: _Obj, component: str) -> None:
+    """Run one component, e.g. to spread Skyline over several machines."""
+    from skyline.cli.runner import run_components
+
+    sys.exit(run_components(obj.settings(), [component], own_embedded=False))
+
+
+# config ------------------------------------------------------------------------------------------
+@cli.group()
+def config() -> None:
+    """Show or check the settings."""
+
+
+@config.command("show")
+@click.option("--json", "as_json", is_flag=True, help="JSON instead of TOML.")
+@pass_obj
+def config_show(obj: _Obj, as_json: bool) -> None:
+    """Print the effective settings (secrets masked)."""
+    s = obj.settings()
+    click.echo(json.dumps(as_dict(s), indent=2) if as_json else as_toml(s), nl=as_json)
+
+
+@config.command("check")
+@pass_obj
+def config_check(obj: _Obj) -> None:
+    """Validate the settings; one line per problem (setting: value: reason), exit 1 if any."""
+    obj.settings()
+    click.echo("settings are valid")
+
+
+# db ----------------------------------------------------------------------------------------------
+@cli.group()
+def db() -> None:
+    """The SQL event store."""
+
+
+@db.command("upgrade")
+@pass_obj
+def db_upgrade(obj: _Obj) -> None:
+    """Apply pending schema migrations."""
+    from skyline.settings.show import mask_url
+    from skyline.store.sql import db as sqldb
+
+    s = obj.settings()
+    engine = sqldb.make_engine(s.database_url, s.database.pool_size)
+    try:
+        sqldb.check(engine)
+        before = sqldb.current_revision(engine)
+        sqldb.upgrade(engine)
+        after = sqldb.current_revision(engine)
+    finally:
+        engine.dispose()
+    where = mask_url(s.database_url)
+    if before == after:
+        click.echo(f"{where}: already at revision {after}")
+    else:
+        click.echo(f"{where}: upgraded {before or 'empty'} -> {after}")
+
+
+# metrics -------------------------------------------------------------------------------------------
+@cli.group()
+def metrics() -> None:
+    """Metrics in the hot store."""
+
+
+@metrics.command("list")
+@click.argument("pattern", required=False)
+@click.option("--json", "as_json", is_flag=True, help="A JSON list.")
+@pass_obj
+def metrics_list(obj: _Obj, pattern: str | None, as_json: bool) -> None:
+    """List metric names, all or those matching PATTERN (glob or re:regex)."""
+    from skyline.core.patterns import validate
+    from skyline.store.hotstore import HotStore
+    from skyline.store.redis_client import redis_session
+
+    if pattern:
+        validate(pattern)
+    with redis_session(obj.settings()) as h:
+        names = HotStore(h.client).names(pattern)
+    if as_json:
+        click.echo(json.dumps(names))
+    else:
+        for n in names:
+            click.echo(n)
+
+
+@metrics.command("get")
+@click.argument("name")
+@click.option("--from", "from_", help="Start: Unix seconds, ISO 8601 or '-2h' (default: all).")
+@click.option("--until", help="End: Unix seconds, ISO 8601 or '-10m' (default: now).")
+@click.option("--json", "as_json", is_flag=True, help="JSON [[timestamp, value], ...].")
+@pass_obj
+def metrics_get(obj: _Obj, name: str, from_: str | None, until: str | None,
+                as_json: bool) -> None:
+    """Print a metric's points."""
+    from skyline.core.errors import InvalidInput, NotFound
+    from skyline.store import keys
+    from skyline.store.hotstore import HotStore
+    from skyline.store.redis_client import redis_session
+
+    ref = now()
+    try:
+        since = parse_time(from_, reference=ref) if from_ else None
+        end = parse_time(until, reference=ref) if until else None
+    except ValueError as e:
+        raise InvalidInput(str(e)) from None
+    with redis_session(obj.settings()) as h:
+        store = HotStore(h.client)
+        series = store.read_one(name, since=None if since is None else since - 1e-9, until=end)
+        if not len(series) and not h.client.sismember(keys.METRIC_INDEX, name):
+            raise NotFound(f"no metric named {name!r} (see `skyline metrics list`)")
+    if as_json:
+        pairs = [[float(t), float(v)] for t, v in zip(series.timestamps, series.values, strict=True)]
+        click.echo(json.dumps({"metric": name, "points": pairs}))
+    else:
+        for t, v in zip(series.timestamps, series.values, strict=True):
+            click.echo(f"{iso(float(t))}\t{float(t):.3f}\t{float(v)!r}")
+
+
+@metrics.command("delete")
+@click.argument("pattern")
+@click.option("--dry-run", is_flag=True, help="Only list what would be deleted.")
+@pass_obj
+def metrics_delete(obj: _Obj, pattern: str, dry_run: bool) -> None:
+    """Delete every metric matching PATTERN (glob or re:regex) from the hot store."""
+    from skyline.core.patterns import validate
+    from skyline.store.hotstore import HotStore
+    from skyline.store.redis_client import redis_session
+
+    validate(pattern)
+    with redis_session(obj.settings()) as h:
+        store = HotStore(h.client)
+        names = store.names(pattern)
+        for n in names:
+            click.echo(n)
+        if dry_run:
+            click.echo(f"{len(names)} metrics would be deleted (dry run)", err=True)
+            return
+        deleted = store.delete(names)
+    click.echo(f"{deleted} metrics deleted", err=True)
+
+
+def main() -> None:
+    cli(prog_name="skyline")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,1 @@
+"""What every long-running component shares: its context, loops with backoff, logging."""

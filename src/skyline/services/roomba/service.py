@@ -1,0 +1,36 @@
+"""The trimming loop: one bounded pass every roomba.interval seconds."""
+
+from __future__ import annotations
+
+import logging
+import time
+
+from skyline.runtime.context import Context, every
+from skyline.store.roomba import Roomba
+
+log = logging.getLogger(__name__)
+
+
+async def run(ctx: Context) -> None:
+    s = ctx.settings
+    roomba = Roomba(ctx.client, retention=s.retention, batch_size=s.roomba.batch_size)
+    tel = ctx.telemetry("roomba")
+
+    def one_pass() -> None:
+        started = time.monotonic()
+        stats = roomba.run_pass(time.time(), s.roomba.max_keys_per_pass)
+        tel.incr("passes")
+        tel.incr("series_examined", stats.examined)
+        tel.incr("series_rewritten", stats.rewritten)
+        tel.incr("series_deleted", stats.deleted)
+        tel.incr("points_removed", stats.points_removed)
+        tel.incr("corrupt_series_repaired", stats.corrupt_repaired)
+        tel.incr("wrong_type_keys_removed", stats.wrong_type_removed)
+        tel.incr("conflicts", stats.conflicts)
+        tel.gauge("pass_seconds", time.monotonic() - started)
+        if stats.corrupt_repaired or stats.wrong_type_removed:
+            log.warning("roomba repaired %d corrupt series and removed %d keys of the wrong type",
+                        stats.corrupt_repaired, stats.wrong_type_removed)
+        log.debug("roomba pass: %s", stats)
+
+    await every(ctx, s.roomba.interval, one_pass, name="roomba")

@@ -1,0 +1,57 @@
+"""Health of the stores and components, shared by the status page and /api/v1/health."""
+
+from __future__ import annotations
+
+import json
+import time
+from typing import Any
+
+import sqlalchemy as sa
+
+from skyline.runtime.context import Context
+from skyline.store import keys
+from skyline.store.redis_client import CONNECTION_ERRORS
+
+
+def heartbeats(ctx: Context) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    prefix = keys.heartbeat("")
+    names = sorted(k.decode() if isinstance(k, bytes) else k
+                   for k in ctx.client.scan_iter(match=prefix + "*", count=1000))
+    values = ctx.client.mget(names) if names else []
+    now = time.time()
+    for name, raw in zip(names, values, strict=True):
+        if raw is None:
+            continue
+        beat = json.loads(raw)
+        beat["age_seconds"] = round(now - float(beat.get("time", now)), 1)
+        out[name[len(prefix):]] = beat
+    return out
+
+
+def health(ctx: Context) -> dict[str, Any]:
+    result: dict[str, Any] = {"status": "ok"}
+    try:
+        started = time.perf_counter()
+        ctx.client.ping()
+        result["redis"] = {
+            "ok": True, "url": ctx.redis.url, "metrics": ctx.store.count(),
+            "latency_ms": round((time.perf_counter() - started) * 1000, 2),
+        }
+        result["components"] = heartbeats(ctx)
+    except CONNECTION_ERRORS as e:
+        result["status"] = "degraded"
+        result["redis"] = {"ok": False, "url": ctx.redis.url, "error": str(e) or type(e).__name__}
+        result["components"] = {}
+    if ctx.engine is None:
+        result["status"] = "degraded"
+        result["database"] = {"ok": False, "error": "not connected yet"}
+    else:
+        try:
+            with ctx.engine.connect() as conn:
+                conn.execute(sa.text("SELECT 1"))
+            result["database"] = {"ok": True, "url": ctx.engine.url.render_as_string(True)}
+        except sa.exc.SQLAlchemyError as e:
+            result["status"] = "degraded"
+            result["database"] = {"ok": False, "error": str(e).splitlines()[0]}
+    return result

@@ -1,0 +1,89 @@
+"""Tables of the SQL event store.
+
+The migrations in `migrations/versions` are written by hand and are what creates the
+schema; these classes describe the same tables for queries, and a test compares the two on
+every backend so they cannot drift apart.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.dialects import mysql
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+# Deterministic constraint names: a later migration has to name a constraint to alter or
+# drop it, and the backends' own generated names differ.
+NAMING_CONVENTION = {
+    "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+    "uq": "uq_%(table_name)s_%(column_0_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+# MySQL's default character set may be latin1 (or 3-byte utf8), which cannot hold every
+# metric name; InnoDB is the engine with foreign keys and transactions.
+MYSQL_TABLE_ARGS: dict[str, Any] = {"mysql_engine": "InnoDB", "mysql_charset": "utf8mb4"}
+
+ANOMALY_ID = sa.BigInteger().with_variant(sa.Integer(), "sqlite")  # INTEGER PK = SQLite rowid
+# MySQL's default collations compare case-insensitively; event ids must be unique exactly as
+# on the other backends.
+EVENT_ID = sa.String(64).with_variant(
+    mysql.VARCHAR(64, collation="utf8mb4_bin"), "mysql", "mariadb"
+)
+# BLOB holds only 64 KiB on MySQL; a compressed window of a long (mirage) series exceeds it.
+WINDOW = sa.LargeBinary().with_variant(mysql.LONGBLOB(), "mysql", "mariadb")
+
+
+def name_hash(name: str) -> str:
+    """The unique key of a metric name. Names (labels included) are longer than MySQL can
+    index, and MySQL collations would call `CPU` and `cpu` the same name; a hex digest is
+    short, exact and the same on every backend."""
+    return hashlib.sha256(name.encode("utf-8")).hexdigest()
+
+
+class Base(DeclarativeBase):
+    metadata = sa.MetaData(naming_convention=NAMING_CONVENTION)
+
+
+class Metric(Base):
+    __tablename__ = "metrics"
+    __table_args__ = MYSQL_TABLE_ARGS
+
+    id: Mapped[int] = mapped_column(sa.Integer, primary_key=True, autoincrement=True)
+    name_hash: Mapped[str] = mapped_column(sa.CHAR(64), unique=True)
+    name: Mapped[str] = mapped_column(sa.Text)
+    created: Mapped[float] = mapped_column(sa.Double)
+
+
+class Anomaly(Base):
+    __tablename__ = "anomalies"
+    __table_args__ = (
+        sa.CheckConstraint("status IN ('anomalous', 'recovered')", name="status"),
+        # latest_anomalies(): newest first, keyset-paginated on (timestamp, id)
+        sa.Index("ix_anomalies_timestamp_id", "timestamp", "id"),
+        # metric_anomalies(); also serves as the index MySQL wants for the foreign key
+        sa.Index("ix_anomalies_metric_id_timestamp", "metric_id", "timestamp"),
+        MYSQL_TABLE_ARGS,
+    )
+
+    id: Mapped[int] = mapped_column(ANOMALY_ID, primary_key=True, autoincrement=True)
+    event_id: Mapped[str] = mapped_column(EVENT_ID, unique=True)
+    metric_id: Mapped[int] = mapped_column(sa.ForeignKey("metrics.id"))
+    timestamp: Mapped[float] = mapped_column(sa.Double)
+    value: Mapped[float] = mapped_column(sa.Double)
+    score: Mapped[float] = mapped_column(sa.Double)
+    triggered: Mapped[list[str]] = mapped_column(sa.JSON)
+    results: Mapped[list[dict[str, Any]]] = mapped_column(sa.JSON)
+    window: Mapped[bytes] = mapped_column(WINDOW)
+    source: Mapped[str] = mapped_column(sa.String(64))
+    status: Mapped[str] = mapped_column(sa.String(16))
+    created: Mapped[float] = mapped_column(sa.Double)
+
+
+metadata = Base.metadata
+metrics = metadata.tables["metrics"]
+anomalies = metadata.tables["anomalies"]
