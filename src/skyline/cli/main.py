@@ -191,6 +191,8 @@ def metrics_list(obj: _Obj, pattern: str | None, as_json: bool) -> None:
 def metrics_get(obj: _Obj, name: str, from_: str | None, until: str | None,
                 as_json: bool) -> None:
     """Print a metric's points."""
+    import numpy as np
+
     from skyline.core.errors import InvalidInput, NotFound
     from skyline.store import keys
     from skyline.store.hotstore import HotStore
@@ -204,7 +206,9 @@ def metrics_get(obj: _Obj, name: str, from_: str | None, until: str | None,
         raise InvalidInput(str(e)) from None
     with redis_session(obj.settings()) as h:
         store = HotStore(h.client)
-        series = store.read_one(name, since=None if since is None else since - 1e-9, until=end)
+        # --from is inclusive; the store's `since` is exclusive
+        after = None if since is None else float(np.nextafter(since, -np.inf))
+        series = store.read_one(name, since=after, until=end)
         if not len(series) and not h.client.sismember(keys.METRIC_INDEX, name):
             raise NotFound(f"no metric named {name!r} (see `skyline metrics list`)")
     if as_json:

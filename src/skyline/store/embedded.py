@@ -132,7 +132,7 @@ class EmbeddedRedis:
             while time.monotonic() < deadline:
                 if _ping(self.socket):
                     self.started_here = True
-                    log.info("embedded redis started on %s (data in %s)", self.socket, self.data_dir)
+                    log.debug("embedded redis started on %s (data in %s)", self.socket, self.data_dir)
                     return True
                 if self.process.poll() is not None:
                     break
@@ -171,4 +171,4 @@ class EmbeddedRedis:
             deadline = time.monotonic() + 30
             while self.socket.exists() and _ping(self.socket) and time.monotonic() < deadline:
                 time.sleep(0.05)
-        log.info("embedded redis stopped (data saved in %s)", self.data_dir)
+        log.debug("embedded redis stopped (data saved in %s)", self.data_dir)
