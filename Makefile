@@ -8,7 +8,7 @@ CONSTRAINTS := requirements/constraints.txt
 UV := $(shell command -v uv 2>/dev/null)
 PYTEST_ARGS ?=
 
-.PHONY: run test check lint typecheck pytest install lock bench-store clean
+.PHONY: run test check lint typecheck pytest install lock docs bench-store clean
 
 install: $(STAMP)
 
@@ -31,7 +31,7 @@ test: install check
 check: lint typecheck pytest
 
 lint: install
-	$(VENV)/bin/ruff check src tests bench
+	$(VENV)/bin/ruff check src tests bench scripts
 
 typecheck: install
 	$(VENV)/bin/mypy
@@ -48,3 +48,7 @@ bench-store: install
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
+
+# Regenerate the settings reference tables in docs/settings.md from the code.
+docs: install
+	$(PY) scripts/settings_docs.py

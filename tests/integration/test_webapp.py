@@ -97,6 +97,9 @@ def test_other_components_add_routers_and_errors_have_one_shape(ctx):
     assert page.status_code == 404 and page.headers["content-type"].startswith("text/html")
     api = client.get("/api/v1/nowhere")
     assert api.status_code == 404 and "error" in api.json()
+    counters, _ = ctx.telemetry("webapp").snapshot()
+    assert counters["requests"] == 6
+    assert counters["responses_4xx"] == 4 and counters["responses_5xx"] == 1
 
 
 def test_openapi_schema_lists_routes(ctx):

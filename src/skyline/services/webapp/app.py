@@ -6,6 +6,7 @@ from __future__ import annotations
 import html
 import logging
 from collections.abc import Sequence
+from typing import Any
 
 from fastapi import APIRouter, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -125,6 +126,23 @@ def create_app(ctx: Context, routers: Sequence[APIRouter] = ()) -> FastAPI:
         redoc_url=None,
     )
     install_error_handlers(app)
+    tel = ctx.telemetry("webapp")
+
+    @app.middleware("http")
+    async def count_requests(request: Request, call_next: Any) -> Response:
+        tel.incr("requests")
+        try:
+            response: Response = await call_next(request)
+        except Exception:
+            # the outermost handler turns it into a 500 after this middleware
+            tel.incr("responses_5xx")
+            raise
+        if response.status_code >= 500:
+            tel.incr("responses_5xx")
+        elif response.status_code >= 400:
+            tel.incr("responses_4xx")
+        return response
+
     app.include_router(core_router(ctx))
     for router in routers:
         app.include_router(router)
