@@ -91,6 +91,35 @@ def _flush_telemetry(ctx: Context, with_series: bool) -> None:
     ctx.points.flush()
 
 
+def _flush_points(ctx: Context) -> None:
+    ctx.points.flush()
+
+
+async def _points_loop(ctx: Context) -> None:
+    """Flush accepted points to the hot store at least every ingest.flush_interval, and keep
+    the cardinality guard's view of the metric index fresh."""
+    s = ctx.settings
+    backoff = Backoff("Redis", ctx.redis.url, s.redis.retry_max_backoff)
+    loop = asyncio.get_running_loop()
+    next_refresh = 0.0
+    while not ctx.stopping.is_set():
+        started = loop.time()
+        try:
+            if ctx.has_ingest and started >= next_refresh:
+                names = await asyncio.to_thread(ctx.store.names)
+                ctx.ingest.known.replace(names)
+                next_refresh = started + s.ingest.known_metrics_refresh
+            await asyncio.to_thread(_flush_points, ctx)
+            backoff.succeeded()
+            wait = s.ingest.flush_interval - (loop.time() - started)
+        except CONNECTION_ERRORS as e:
+            wait = min(s.ingest.flush_interval, backoff.failed(e))
+        if ctx.has_ingest:
+            ctx.ingest.after_flush()
+        if await sleep_or_stop(ctx.stopping, wait):
+            return
+
+
 async def _telemetry_loop(ctx: Context) -> None:
     s = ctx.settings.telemetry
     backoff = Backoff("Redis", ctx.redis.url, ctx.settings.redis.retry_max_backoff)
@@ -145,6 +174,7 @@ async def _main(settings: Settings, components: Sequence[Component], own_embedde
     tasks: dict[asyncio.Task[Any], str] = {
         asyncio.create_task(_connect_sql(ctx), name="sql"): "sql",
         asyncio.create_task(_telemetry_loop(ctx), name="telemetry"): "telemetry",
+        asyncio.create_task(_points_loop(ctx), name="points"): "points",
     }
     for comp in components:
         tasks[asyncio.create_task(comp.run(ctx, socks, routers), name=comp.name)] = comp.name

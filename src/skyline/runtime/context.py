@@ -10,6 +10,7 @@ from typing import Any
 
 from redis import Redis
 
+from skyline.ingest import Ingest
 from skyline.settings import Settings
 from skyline.store.hotstore import HotStore
 from skyline.store.redis_client import CONNECTION_ERRORS, RedisHandle
@@ -37,6 +38,19 @@ class Context:
     @property
     def client(self) -> Redis:
         return self.redis.client
+
+    _ingest: Ingest | None = None
+
+    @property
+    def ingest(self) -> Ingest:
+        """The write path every protocol in this process shares (created on first use)."""
+        if self._ingest is None:
+            self._ingest = Ingest(self.settings, self.points, self.telemetry("ingest"))
+        return self._ingest
+
+    @property
+    def has_ingest(self) -> bool:
+        return self._ingest is not None
 
     def telemetry(self, component: str) -> Telemetry:
         t = self.telemetries.get(component)

@@ -9,7 +9,7 @@ import tomllib
 from pathlib import Path
 from typing import Any
 
-from pydantic import SecretStr, ValidationError
+from pydantic import BaseModel, SecretStr, ValidationError
 from pydantic_settings import BaseSettings, InitSettingsSource, PydanticBaseSettingsSource
 from pydantic_settings import SettingsError as SourceError
 
@@ -31,6 +31,17 @@ def _read_toml(path: Path) -> dict[str, Any]:
         raise SettingsError([SettingProblem("config file", str(path), e.strerror or str(e))]) from None
 
 
+def _lookup(data: Any, path: list[str]) -> Any:
+    for part in path:
+        if isinstance(data, dict) and part in data:
+            data = data[part]
+        elif isinstance(data, BaseModel) and hasattr(data, part):
+            data = getattr(data, part)
+        else:
+            return "(default)"
+    return data
+
+
 def _problems(err: ValidationError) -> list[SettingProblem]:
     out = []
     for e in err.errors():
@@ -42,6 +53,11 @@ def _problems(err: ValidationError) -> list[SettingProblem]:
 
             value = mask_url(value.get_secret_value() if isinstance(value, SecretStr) else value)
         reason = e["msg"].removeprefix("Value error, ")
+        if not loc:
+            # a check across settings: it names the setting it is about first
+            first = reason.split(" ", 1)[0]
+            name = first
+            value = _lookup(value, first.split("."))
         if e["type"] == "extra_forbidden":
             reason = "unknown setting (docs/settings.md lists them all)"
             value = value if not isinstance(value, dict) else "{...}"

@@ -9,8 +9,11 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from skyline.core.errors import PatternError
+from skyline.core.patterns import validate as validate_pattern
 
 ENV_PREFIX = "SKYLINE_"
 ENV_NESTED = "__"
@@ -101,6 +104,45 @@ class TelemetrySettings(_Section):
     )
 
 
+class IngestSettings(_Section):
+    """[ingest]: the write path shared by every protocol (horizon and flux)."""
+
+    max_age: int | None = Field(
+        None, ge=1,
+        description="Oldest accepted timestamp, in seconds before now; unset: FULL_DURATION "
+        "(anything older would be trimmed at once).",
+    )
+    max_future: int = Field(
+        300, ge=0, le=86400,
+        description="Newest accepted timestamp, in seconds after now (clock skew allowance).",
+    )
+    max_name_length: int = Field(
+        1024, ge=16, le=65536,
+        description="Longest metric name accepted, not counting a {label} part.",
+    )
+    max_labels_length: int = Field(
+        4096, ge=16, le=65536, description="Longest {label=\"value\",...} part of a name."
+    )
+    flush_interval: float = Field(
+        1.0, gt=0, le=60,
+        description="Longest time, in seconds, an accepted point waits in memory before it "
+        "is written to the hot store.",
+    )
+    high_watermark: int = Field(
+        1_000_000, ge=1000,
+        description="Buffered points above which TCP listeners stop reading (backpressure) "
+        "and UDP packets are dropped and counted.",
+    )
+    low_watermark: int = Field(
+        500_000, ge=100, description="Buffered points below which paused listeners resume."
+    )
+    known_metrics_refresh: float = Field(
+        60.0, gt=0,
+        description="Seconds between reloads of the metric index used by the cardinality "
+        "guards.",
+    )
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(
         env_prefix=ENV_PREFIX,
@@ -126,6 +168,25 @@ class Settings(BaseSettings):
     WEBAPP_PORT: int = Field(
         1500, ge=0, le=65535,
         description="Port of the web app (UI, API, flux routes, /metrics); 0 turns it off.",
+    )
+
+    SKIP_LIST: list[str] = Field(
+        default_factory=list,
+        description="Namespace patterns of metrics that are not stored or analysed.",
+    )
+    DO_NOT_SKIP_LIST: list[str] = Field(
+        default_factory=list,
+        description="Namespace patterns kept even when a SKIP_LIST pattern matches.",
+    )
+    MAX_METRICS: int = Field(
+        1_000_000, ge=0,
+        description="Most distinct metrics the hot store accepts; points of new names beyond "
+        "it are refused and counted, existing metrics keep flowing. 0: no limit.",
+    )
+    MAX_NEW_METRICS_PER_MINUTE: int = Field(
+        100_000, ge=0,
+        description="Most new metric names accepted per minute; beyond it points of new "
+        "names are refused and counted. 0: no limit.",
     )
 
     # new top-level names of the foundation ------------------------------------------------
@@ -160,9 +221,29 @@ class Settings(BaseSettings):
         default_factory=DatabaseSettings, description="[database] table."
     )
     roomba: RoombaSettings = Field(default_factory=RoombaSettings, description="[roomba] table.")
+    ingest: IngestSettings = Field(default_factory=IngestSettings, description="[ingest] table.")
     telemetry: TelemetrySettings = Field(
         default_factory=TelemetrySettings, description="[telemetry] table."
     )
+
+    @field_validator("SKIP_LIST", "DO_NOT_SKIP_LIST")
+    @classmethod
+    def _patterns(cls, v: list[str]) -> list[str]:
+        for p in v:
+            try:
+                validate_pattern(p)
+            except PatternError as e:
+                raise ValueError(str(e)) from None
+        return v
+
+    @model_validator(mode="after")
+    def _watermarks(self) -> Settings:
+        if self.ingest.low_watermark >= self.ingest.high_watermark:
+            raise ValueError("ingest.low_watermark must be below ingest.high_watermark")
+        if self.ingest.high_watermark > self.redis.write_buffer_max_points:
+            raise ValueError(
+                "ingest.high_watermark must not exceed redis.write_buffer_max_points")
+        return self
 
     @field_validator("REDIS_URL")
     @classmethod
@@ -199,6 +280,10 @@ class Settings(BaseSettings):
         if self.DATABASE_URL is not None:
             return self.DATABASE_URL.get_secret_value()
         return f"sqlite:///{self.data_dir / 'skyline.db'}"
+
+    @property
+    def ingest_max_age(self) -> int:
+        return self.ingest.max_age if self.ingest.max_age is not None else self.FULL_DURATION
 
     @property
     def instance(self) -> str:

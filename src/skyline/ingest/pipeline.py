@@ -1,0 +1,178 @@
+"""The one write path: validate a batch of points, guard cardinality, buffer what is valid.
+
+Every protocol hands its parsed points here. Valid points are stored even when they arrive
+mixed with garbage; each refused point is counted by protocol and reason in the `ingest`
+self-metrics (`rejected_<protocol>_<reason>`). The buffer is flushed to the hot store by the
+runner at least every ingest.flush_interval; above ingest.high_watermark buffered points the
+TCP listeners pause (backpressure) until it drains below ingest.low_watermark.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+import numpy.typing as npt
+
+from skyline.core.patterns import PatternSet
+from skyline.ingest.guard import KnownMetrics
+from skyline.ingest.names import name_problem
+from skyline.settings import Settings
+from skyline.store.writer import PointBuffer
+from skyline.telemetry import Telemetry
+
+SKIPPED = "skip_list"
+_NAME_CACHE_MAX = 2_000_000
+
+
+@dataclass
+class SubmitResult:
+    received: int = 0
+    accepted: int = 0
+    rejected: Counter[str] = field(default_factory=Counter)
+    #: per item: None when accepted, else the reason (only when asked for)
+    reasons: list[str | None] | None = None
+
+    def add(self, other: SubmitResult) -> None:
+        self.received += other.received
+        self.accepted += other.accepted
+        self.rejected.update(other.rejected)
+
+
+class Ingest:
+    def __init__(self, settings: Settings, buffer: PointBuffer, telemetry: Telemetry,
+                 known: KnownMetrics | None = None):
+        self.settings = settings
+        self.buffer = buffer
+        self.telemetry = telemetry
+        self.known = known or KnownMetrics(settings.MAX_METRICS,
+                                           settings.MAX_NEW_METRICS_PER_MINUTE)
+        self._skip = PatternSet(settings.SKIP_LIST)
+        self._keep = PatternSet(settings.DO_NOT_SKIP_LIST)
+        # name -> reason it is refused (None: valid and not skipped); names repeat endlessly
+        self._verdicts: dict[str, str | None] = {}
+        self._paused = False
+        self._drained = asyncio.Event()
+        self._drained.set()
+
+    # validation ------------------------------------------------------------------------------
+    def _name_verdict(self, name: str) -> str | None:
+        verdict = self._verdicts.get(name, "")
+        if verdict != "":
+            return verdict
+        ing = self.settings.ingest
+        problem = name_problem(name, ing.max_name_length, ing.max_labels_length)
+        if problem is None and self._skip and self._skip.any(name) and not self._keep.any(name):
+            problem = SKIPPED
+        if len(self._verdicts) >= _NAME_CACHE_MAX:
+            self._verdicts.clear()
+        self._verdicts[name] = problem
+        return problem
+
+    def submit(
+        self,
+        protocol: str,
+        names: Sequence[str],
+        timestamps: Sequence[float] | npt.NDArray[np.float64],
+        values: Sequence[float] | npt.NDArray[np.float64],
+        *,
+        now: float | None = None,
+        with_reasons: bool = False,
+        quota: KnownMetrics | None = None,
+    ) -> SubmitResult:
+        """Validate and buffer points; `quota` is an extra guard (e.g. one flux key's)."""
+        n = len(names)
+        result = SubmitResult(received=n)
+        if n == 0:
+            if with_reasons:
+                result.reasons = []
+            return result
+        now = time.time() if now is None else now
+        ts = np.asarray(timestamps, dtype=np.float64)
+        vs = np.asarray(values, dtype=np.float64)
+        if ts.shape != (n,) or vs.shape != (n,):
+            raise ValueError("names, timestamps and values must have the same length")
+
+        reasons: list[str | None] = [None] * n
+        bad_value = ~np.isfinite(vs)
+        bad_ts = ~np.isfinite(ts)
+        too_old = ts < now - self.settings.ingest_max_age
+        too_new = ts > now + self.settings.ingest.max_future
+        numeric_bad = bad_value | bad_ts | too_old | too_new
+        if numeric_bad.any():
+            for i in np.flatnonzero(numeric_bad).tolist():
+                reasons[i] = ("bad_timestamp" if bad_ts[i] else "timestamp_too_old" if too_old[i]
+                              else "timestamp_in_future" if too_new[i] else "bad_value")
+        verdict = self._name_verdict
+        admit = self.known.admit
+        for i, name in enumerate(names):
+            if reasons[i] is not None:
+                continue
+            r = verdict(name)
+            if r is None:
+                r = admit(name, now)
+                if r is None and quota is not None:
+                    r = quota.admit(name, now)
+            if r is not None:
+                reasons[i] = r
+
+        keep = [i for i, r in enumerate(reasons) if r is None]
+        if len(keep) == n:
+            accepted = self.buffer.add_many(list(names), ts.tolist(), vs.tolist())
+        elif keep:
+            idx = np.asarray(keep)
+            accepted = self.buffer.add_many([names[i] for i in keep], ts[idx].tolist(),
+                                            vs[idx].tolist())
+        else:
+            accepted = 0
+        if accepted < len(keep):
+            for i in keep[accepted:]:
+                reasons[i] = "buffer_full"
+        result.accepted = accepted
+        result.rejected = Counter(r for r in reasons if r is not None)
+        if with_reasons:
+            result.reasons = reasons
+        self._count(protocol, result)
+        self._update_pressure()
+        return result
+
+    def reject(self, protocol: str, reason: str, count: int = 1) -> None:
+        """Count input refused before it became points (a frame, line or request)."""
+        self.telemetry.incr(f"rejected_{protocol}_{reason}", count)
+
+    def _count(self, protocol: str, result: SubmitResult) -> None:
+        tel = self.telemetry
+        tel.incr(f"received_{protocol}", result.received)
+        tel.incr(f"accepted_{protocol}", result.accepted)
+        for reason, count in result.rejected.items():
+            tel.incr(f"rejected_{protocol}_{reason}", count)
+
+    # backpressure ----------------------------------------------------------------------------
+    def _update_pressure(self) -> None:
+        depth = len(self.buffer)
+        ing = self.settings.ingest
+        if not self._paused and depth >= ing.high_watermark:
+            self._paused = True
+            self._drained.clear()
+            self.telemetry.incr("backpressure_pauses")
+        elif self._paused and depth <= ing.low_watermark:
+            self._paused = False
+            self._drained.set()
+
+    @property
+    def paused(self) -> bool:
+        """True while TCP listeners should stop reading and UDP packets are dropped."""
+        return self._paused
+
+    def after_flush(self) -> None:
+        """The runner calls this after each flush, from the event loop."""
+        self._update_pressure()
+        self.telemetry.gauge("buffer_depth", len(self.buffer))
+
+    async def wait_writable(self) -> None:
+        if self._paused:
+            await self._drained.wait()
