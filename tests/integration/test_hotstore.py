@@ -154,3 +154,28 @@ def test_long_data_dir_gets_a_short_socket(tmp_path):
     with redis_session(load_settings(DATA_DIR=deep)) as h:
         assert h.client.ping()
         assert h.embedded is not None and len(str(h.embedded.socket)) <= 100
+
+
+def test_index_all_reindexes_series_a_failed_flush_created(redis_client):
+    store = _store(redis_client)
+    # a first attempt created the series, then failed before its SADD
+    redis_client.append(keys.series("half"), encode_point(NOW, 1.0))
+    stats = store.append_payloads(["half", "fresh"], [encode_point(NOW, 1.0),
+                                                      encode_point(NOW, 2.0)], index_all=True)
+    assert stats.points == 2 and stats.new_metrics == 2
+    assert store.names() == ["fresh", "half"]
+
+
+def test_point_buffer_groups_per_metric_and_counts_wrong_types(redis_client):
+    from skyline.store.writer import PointBuffer
+
+    store = _store(redis_client)
+    redis_client.lpush(keys.series("alist"), b"x")
+    buf = PointBuffer(store, max_points=100)
+    assert buf.add_many(["a", "b", "a", "alist", "a"], [NOW, NOW, NOW + 1, NOW, NOW + 2],
+                        [1.0, 2.0, 3.0, 4.0, 5.0]) == 5
+    assert len(buf) == 5
+    assert buf.flush() == 4
+    assert buf.write_errors == 1 and len(buf) == 0
+    assert store.read_one("a").values.tolist() == [1.0, 3.0, 5.0]
+    assert redis_client.strlen(keys.series("a")) == 48

@@ -50,29 +50,27 @@ def _decode_name(raw: bytes | str) -> str:
 
 # The write path sends APPENDs as RESP it packs itself and parses the replies with hiredis:
 # redis-py's pipeline spends ~8 us of Python per command, Redis ~0.5 us (bench/store.py).
-_APPEND_RESP = b"*3\r\n$6\r\nAPPEND\r\n$%d\r\n%b\r\n$16\r\n%b\r\n"
+_APPEND_RESP = b"*3\r\n$6\r\nAPPEND\r\n$%d\r\n%b\r\n$%d\r\n%b\r\n"
 _READ_SIZE = 65536
 
 
 def _raw_appends(
-    conn: AbstractConnection, batch: Sequence[str], packed: bytes, first: int
+    conn: AbstractConnection, batch: Sequence[str], payloads: Sequence[bytes]
 ) -> tuple[list[Any], bool]:
-    """Send one APPEND per name (point `first + i` of `packed` to `batch[i]`) in one write and
-    read the replies: ints (the new length) or hiredis.ReplyError. Retried on connection
-    errors under the connection's Retry policy; returns (replies, whether it was retried)."""
-    o = first * POINT_SIZE
+    """Send one APPEND per name (`payloads[i]` to `batch[i]`) in one write and read the
+    replies: ints (the new length) or hiredis.ReplyError. Retried on connection errors under
+    the connection's Retry policy; returns (replies, whether it was retried)."""
     commands = []
-    for name in batch:
+    for name, payload in zip(batch, payloads, strict=True):
         key = keys.series(name).encode()
-        commands.append(_APPEND_RESP % (len(key), key, packed[o : o + POINT_SIZE]))
-        o += POINT_SIZE
-    payload = [b"".join(commands)]
+        commands.append(_APPEND_RESP % (len(key), key, len(payload), payload))
+    packed = [b"".join(commands)]
     attempts = 0
 
     def once() -> list[Any]:
         nonlocal attempts
         attempts += 1
-        conn.send_packed_command(payload)  # (re)connects and health-checks as redis-py does
+        conn.send_packed_command(packed)  # (re)connects and health-checks as redis-py does
         return _read_replies(conn, len(batch))
 
     replies = conn.retry.call_with_retry(once, lambda _error: conn.disconnect())
@@ -119,34 +117,47 @@ class HotStore:
     def append(
         self, names: Sequence[str], timestamps: FloatArray, values: FloatArray
     ) -> WriteStats:
-        """Append one point per entry (names may repeat). Pipelined in batches; a name whose
-        series did not exist before this append is added to the metric index.
+        """Append one point per entry (names may repeat); see append_payloads."""
+        n = len(names)
+        if n == 0:
+            return WriteStats()
+        packed = encode(np.asarray(timestamps, dtype=np.float64),
+                        np.asarray(values, dtype=np.float64))
+        if len(packed) != n * POINT_SIZE:  # every APPEND below must hold exactly one point
+            raise ValueError(f"{n} names but {len(packed) // POINT_SIZE} points")
+        payloads = [packed[i : i + POINT_SIZE] for i in range(0, len(packed), POINT_SIZE)]
+        return self.append_payloads(names, payloads)
+
+    def append_payloads(
+        self, names: Sequence[str], payloads: Sequence[bytes], *, index_all: bool = False
+    ) -> WriteStats:
+        """Append `payloads[i]` (whole packed points) to the series of `names[i]`, pipelined in
+        batches. A series the APPEND created is added to the metric index; with `index_all`
+        every name written is (for a retry of writes that may have partly landed before, where
+        a series the first attempt created no longer looks new).
 
         An APPEND that Redis refuses (a key of another type) is recorded in `errors` and not
         counted in `points`; the rest of the batch still lands. Connection errors are retried
         as redis-py retries a pipeline (the client's Retry policy), then raised.
         """
         stats = WriteStats()
-        n = len(names)
-        if n == 0:
+        if not names:
             return stats
-        packed = encode(np.asarray(timestamps, dtype=np.float64),
-                        np.asarray(values, dtype=np.float64))
-        if len(packed) != n * POINT_SIZE:  # the RESP below must hold exactly 16 bytes each
-            raise ValueError(f"{n} names but {len(packed) // POINT_SIZE} points")
         pool = getattr(self.client, "connection_pool", None)
         if not HAVE_HIREDIS or pool is None:
-            self._append_pipelined(names, packed, stats)
+            self._append_pipelined(names, payloads, stats, index_all)
             return stats
         conn = pool.get_connection()
         try:
             if not isinstance(conn, AbstractConnection):  # e.g. a client-side-cache proxy
-                self._append_pipelined(names, packed, stats)
+                self._append_pipelined(names, payloads, stats, index_all)
                 return stats
-            for start in range(0, n, self.write_batch_size):
-                batch = names[start : start + self.write_batch_size]
-                replies, retried = _raw_appends(conn, batch, packed, start)
-                self._count(batch, replies, stats, conn=conn, retried=retried)
+            step = self.write_batch_size
+            for start in range(0, len(names), step):
+                batch, parts = names[start : start + step], payloads[start : start + step]
+                replies, retried = _raw_appends(conn, batch, parts)
+                self._count(batch, parts, replies, stats, conn=conn,
+                            index_all=index_all or retried)
         except BaseException:
             conn.disconnect()  # replies may be left unread: never reuse this connection
             raise
@@ -154,42 +165,36 @@ class HotStore:
             pool.release(conn)
         return stats
 
-    def _append_pipelined(self, names: Sequence[str], packed: bytes, stats: WriteStats) -> None:
+    def _append_pipelined(self, names: Sequence[str], payloads: Sequence[bytes],
+                          stats: WriteStats, index_all: bool) -> None:
         """The same writes through redis-py's pipeline (clients without a plain connection)."""
-        for start in range(0, len(names), self.write_batch_size):
-            batch = names[start : start + self.write_batch_size]
+        step = self.write_batch_size
+        for start in range(0, len(names), step):
+            batch, parts = names[start : start + step], payloads[start : start + step]
             pipe = self.client.pipeline(transaction=False)
-            for i, name in enumerate(batch, start):
-                pipe.append(keys.series(name), packed[i * POINT_SIZE : (i + 1) * POINT_SIZE])
-            self._count(batch, pipe.execute(raise_on_error=False), stats)
+            for name, payload in zip(batch, parts, strict=True):
+                pipe.append(keys.series(name), payload)
+            self._count(batch, parts, pipe.execute(raise_on_error=False), stats,
+                        index_all=index_all)
 
-    def _count(self, batch: Sequence[str], replies: list[Any], stats: WriteStats, *,
-               conn: AbstractConnection | None = None, retried: bool = False) -> None:
+    def _count(self, batch: Sequence[str], payloads: Sequence[bytes], replies: list[Any],
+               stats: WriteStats, *, conn: AbstractConnection | None = None,
+               index_all: bool = False) -> None:
         """Tally one batch's APPEND replies and index its new series."""
-        if not retried and set(map(type, replies)) == {int}:  # the usual case: all written
-            stats.points += len(replies)
-            new = {name for name, length in zip(batch, replies, strict=True)
-                   if length == POINT_SIZE}
-            if new:
-                self._sadd(conn, new)
-                stats.new_metrics += len(new)
-            return
-        ok: set[str] = set()
-        new = set()
-        for name, reply in zip(batch, replies, strict=True):
+        written: set[str] = set()
+        new: set[str] = set()
+        for name, payload, reply in zip(batch, payloads, replies, strict=True):
             if isinstance(reply, int):
-                stats.points += 1
-                ok.add(name)
-                if reply == POINT_SIZE:
+                stats.points += len(payload) // POINT_SIZE
+                written.add(name)
+                if reply == len(payload):
                     new.add(name)
             else:
                 stats.errors.append(f"{name}: {reply}")
-        if retried:
-            # A retried batch may have landed partly before the failure, so a new series
-            # can answer longer than one point: index every name written (SADD is idempotent)
-            # and count only those the index did not hold.
-            if ok:
-                stats.new_metrics += self._sadd(conn, ok)
+        if index_all:
+            # SADD answers how many were not there yet: the true count of new series
+            if written:
+                stats.new_metrics += self._sadd(conn, written)
         elif new:
             self._sadd(conn, new)
             stats.new_metrics += len(new)
