@@ -369,3 +369,14 @@ def test_bad_url_does_not_leak_the_password() -> None:
     with pytest.raises(StoreUnavailable) as info:
         make_engine("postgresql+psycopg://u:secret@127.0.0.1:notaport/x")
     assert "secret" not in str(info.value)
+
+
+def test_analyzer_runs_round_trip(store: Engine) -> None:
+    from skyline.store.sql import RunStats, latest_runs, save_run
+
+    save_run(store, RunStats("a", 100.0, 2.5, 10, 8, 1, {"TooShort": 2}, {"fetch": 0.5}))
+    save_run(store, RunStats("a", 160.0, 3.0, 11, 9, 0, {}, {"fetch": 0.7, "grubbs": 0.1}))
+    runs = latest_runs(store, limit=5)
+    assert [r.started for r in runs] == [160.0, 100.0]
+    assert runs[1].exceptions == {"TooShort": 2} and runs[0].stages["grubbs"] == 0.1
+    assert runs[0].analysed == 9 and runs[1].anomalies == 1

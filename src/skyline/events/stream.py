@@ -35,6 +35,7 @@ class ConsumeStats:
     claimed: int = 0
     invalid: int = 0
     failed: int = 0
+    error: BaseException | None = None
 
 
 class Consumer:
@@ -73,11 +74,15 @@ class Consumer:
                 continue
             try:
                 handler(event)
-            except Exception:  # the handler's failure must not stop the consumer
-                log.exception("handler failed on event %s (%s); it stays pending", event.id,
-                              event.metric)
+            except Exception as e:  # the handler's failure must not stop the consumer
+                # Stop at the first failure (a database outage would fail every event, and
+                # log each): this and the rest of the batch stay pending and are claimed
+                # again after claim_idle.
+                log.error("handling event %s (%s) failed: %s; it stays pending and is retried",
+                          event.id, event.metric, e)
                 stats.failed += 1
-                continue
+                stats.error = e
+                return
             self.client.xack(self.stream, self.group, entry_id)
             stats.handled += 1
 

@@ -19,17 +19,21 @@ from skyline.store.sql.db import (
     make_engine,
     upgrade,
 )
+from skyline.store.sql.runs import RunStats, latest_runs, save_run
 
 __all__ = [
+    "RunStats",
     "check",
     "current_revision",
     "downgrade",
     "get_anomaly",
     "heads",
     "latest_anomalies",
+    "latest_runs",
     "make_engine",
     "metric_anomalies",
     "metric_id",
     "save_anomaly",
+    "save_run",
     "upgrade",
 ]

@@ -87,3 +87,23 @@ class Anomaly(Base):
 metadata = Base.metadata
 metrics = metadata.tables["metrics"]
 anomalies = metadata.tables["anomalies"]
+
+
+RUN_ID = sa.BigInteger().with_variant(sa.Integer(), "sqlite")
+
+
+class AnalyzerRun(Base):
+    """One analyzer pass: how long it took, what it saw, what it found."""
+
+    __tablename__ = "analyzer_runs"
+    __table_args__ = (sa.Index("ix_analyzer_runs_started", "started"), MYSQL_TABLE_ARGS)
+
+    id: Mapped[int] = mapped_column(RUN_ID, primary_key=True, autoincrement=True)
+    instance: Mapped[str] = mapped_column(sa.String(255))
+    started: Mapped[float] = mapped_column(sa.Double)
+    duration: Mapped[float] = mapped_column(sa.Double)
+    metrics: Mapped[int] = mapped_column(sa.Integer)  # in the index
+    analysed: Mapped[int] = mapped_column(sa.Integer)  # given an opinion
+    anomalies: Mapped[int] = mapped_column(sa.Integer)
+    exceptions: Mapped[dict[str, int]] = mapped_column(sa.JSON)  # TooShort, Stale, ...
+    stages: Mapped[dict[str, float]] = mapped_column(sa.JSON)  # seconds per stage/algorithm
