@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -11,13 +12,27 @@ from pathlib import Path
 
 import httpx
 
+from tests.conftest import free_port
+
 SKYLINE = [sys.executable, "-m", "skyline.cli.main"]
+
+
+def horizon_ports() -> dict[str, str]:
+    """Free ports for every horizon listener (the defaults may be taken on a test machine)."""
+    return {
+        "SKYLINE_HORIZON__PLAINTEXT_PORT": str(free_port()),
+        "SKYLINE_HORIZON__PLAINTEXT_UDP_PORT": str(free_port(socket.SOCK_DGRAM)),
+        "SKYLINE_PICKLE_PORT": str(free_port()),
+        "SKYLINE_UDP_PORT": str(free_port(socket.SOCK_DGRAM)),
+        "SKYLINE_HORIZON__STATSD_PORT": str(free_port(socket.SOCK_DGRAM)),
+    }
 
 
 def env_for(data_dir: Path, port: int, **extra: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("SKYLINE_")}
     env.update({"SKYLINE_DATA_DIR": str(data_dir), "SKYLINE_WEBAPP_PORT": str(port),
                 "SKYLINE_TELEMETRY__FLUSH_INTERVAL": "0.5"})
+    env.update(horizon_ports())
     env.update(extra)
     return env
 

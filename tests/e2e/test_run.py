@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import signal
 import socket
+import time
 
+import httpx
 import numpy as np
 import pytest
 
@@ -94,3 +96,16 @@ def test_serve_one_component(tmp_path):
     run.wait_http(f"http://127.0.0.1:{port}/api/v1/health")
     assert run.stop() == 0
     assert "components          webapp\n" in run.stdout
+
+
+def test_serve_flux_brings_the_web_app_it_needs(tmp_path):
+    port = free_port()
+    env = env_for(tmp_path / "var", port, SKYLINE_FLUX_ALLOW_ANONYMOUS="true")
+    run = Running(env, tmp_path, "serve", "flux")
+    base = f"http://127.0.0.1:{port}"
+    run.wait_healthy(base)
+    r = httpx.get(f"{base}/flux/metric_data",
+                  params={"metric": "ingest.via.flux", "value": "4", "timestamp": str(int(time.time()))})
+    assert r.status_code == 204, r.text
+    assert run.stop() == 0
+    assert "components          webapp, flux\n" in run.stdout

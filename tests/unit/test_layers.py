@@ -93,3 +93,4 @@ def test_the_check_catches_an_upward_import(tmp_path):
     bad = tmp_path / "bad.py"
     bad.write_text("from skyline.cli.main import cli\n")
     assert _layer("skyline.core.bad") < _layer(_imports(bad)[0])
+

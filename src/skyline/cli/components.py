@@ -13,7 +13,7 @@ from typing import Any
 from fastapi import APIRouter
 
 from skyline.runtime.context import Context
-from skyline.services import roomba, webapp
+from skyline.services import flux, horizon, panorama, roomba, webapp
 from skyline.settings import Settings
 
 
@@ -48,10 +48,32 @@ def _webapp(
     return webapp.run(ctx, socks["WEBAPP_PORT"], routers)
 
 
+def _flux(
+    ctx: Context, socks: dict[str, socket.socket], routers: Sequence[APIRouter]
+) -> Coroutine[Any, Any, None]:
+    return flux.run(ctx)
+
+
 def _roomba(
     ctx: Context, socks: dict[str, socket.socket], routers: Sequence[APIRouter]
 ) -> Coroutine[Any, Any, None]:
     return roomba.run(ctx)
+
+
+def _horizon(
+    ctx: Context, socks: dict[str, socket.socket], routers: Sequence[APIRouter]
+) -> Coroutine[Any, Any, None]:
+    return horizon.run(ctx, socks)
+
+
+def _horizon_host(s: Settings) -> str:
+    return s.HORIZON_IP
+
+
+def _panorama(
+    ctx: Context, socks: dict[str, socket.socket], routers: Sequence[APIRouter]
+) -> Coroutine[Any, Any, None]:
+    return panorama.run(ctx)
 
 
 REGISTRY: dict[str, Component] = {
@@ -61,6 +83,25 @@ REGISTRY: dict[str, Component] = {
             "webapp", "web UI, JSON API, flux routes and /metrics on WEBAPP_PORT", _webapp,
             ports=(Port("WEBAPP_PORT", lambda s: s.WEBAPP_IP, lambda s: s.WEBAPP_PORT),),
         ),
+        Component(
+            "horizon", "Graphite plaintext and pickle, msgpack and StatsD listeners on HORIZON_IP",
+            _horizon,
+            ports=(
+                Port(horizon.PLAINTEXT_TCP, _horizon_host, lambda s: s.horizon.plaintext_port),
+                Port(horizon.PLAINTEXT_UDP, _horizon_host,
+                     lambda s: s.horizon.plaintext_udp_port, socket.SOCK_DGRAM),
+                Port(horizon.PICKLE, _horizon_host, lambda s: s.PICKLE_PORT),
+                Port(horizon.MSGPACK, _horizon_host, lambda s: s.UDP_PORT, socket.SOCK_DGRAM),
+                Port(horizon.STATSD, _horizon_host, lambda s: s.horizon.statsd_port,
+                     socket.SOCK_DGRAM),
+            ),
+        ),
         Component("roomba", "trims the hot store to FULL_DURATION + ROOMBA_GRACE_TIME", _roomba),
+        Component("panorama", "stores anomaly events from the stream in SQL, once each",
+                  _panorama),
+        Component(
+            "flux", "HTTP ingest (JSON, Prometheus remote_write, Influx, OTLP) on WEBAPP_PORT",
+            _flux, routers=flux.routers, needs=("webapp",),
+        ),
     ]
 }

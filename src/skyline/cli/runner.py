@@ -38,7 +38,10 @@ def bind_ports(settings: Settings, components: Sequence[Component]) -> dict[str,
                 host = p.host(settings)
                 family = socket.AF_INET6 if ":" in host else socket.AF_INET
                 sock = socket.socket(family, p.kind)
-                sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+                if p.kind == socket.SOCK_STREAM:
+                    # only for TCP: on a UDP socket SO_REUSEADDR would let us share a port
+                    # another process already receives on, instead of failing the start
+                    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
                 try:
                     sock.bind((host, port))
                     if p.kind == socket.SOCK_STREAM:
@@ -222,10 +225,26 @@ async def _main(settings: Settings, components: Sequence[Component], own_embedde
     return exit_code
 
 
+def with_needs(names: Sequence[str]) -> list[Component]:
+    """The named components and those they cannot work without (`skyline serve flux` also
+    serves the web app its routes live on), each once, needs first."""
+    out: dict[str, Component] = {}
+
+    def add(name: str) -> None:
+        comp = REGISTRY[name]
+        for need in comp.needs:
+            add(need)
+        out.setdefault(name, comp)
+
+    for name in names:
+        add(name)
+    return list(out.values())
+
+
 def run_components(settings: Settings, names: Sequence[str] | None, *,
                    own_embedded: bool) -> int:
     """Run the named components (all registered when None) until SIGINT/SIGTERM."""
-    components = [REGISTRY[n] for n in (names or list(REGISTRY))]
+    components = with_needs(names or list(REGISTRY))
     try:
         return asyncio.run(_main(settings, components, own_embedded))
     except KeyboardInterrupt:  # a second Ctrl-C during shutdown

@@ -60,3 +60,11 @@ class NotFound(SkylineError):
 
 class InvalidInput(SkylineError):
     """Input from a user or a client that is refused, with the reason."""
+
+
+class UnknownAlgorithm(SkylineError):
+    """An algorithm name that no built-in or installed plug-in provides."""
+
+
+class DuplicateAlgorithm(SkylineError):
+    """Two algorithms (built-in or plug-in) claim the same name."""

@@ -74,7 +74,7 @@ class Consumer:
                 continue
             try:
                 handler(event)
-            except Exception as e:  # the handler's failure must not stop the consumer
+            except Exception as e:  # noqa: BLE001 - a failing handler must not stop the consumer
                 # Stop at the first failure (a database outage would fail every event, and
                 # log each): this and the rest of the batch stay pending and are claimed
                 # again after claim_idle.

@@ -22,6 +22,8 @@ class KnownMetrics:
         self._minute = 0
         self._new_this_minute = 0
         self.loaded = False
+        # bumped by every reload: what callers remember as admitted may have been removed
+        self.generation = 0
 
     def __len__(self) -> int:
         return len(self._names)
@@ -33,6 +35,7 @@ class KnownMetrics:
             self._names = fresh | self._recent
             self._recent = set()
             self.loaded = True
+            self.generation += 1
 
     def admit(self, name: str, now: float | None = None) -> str | None:
         """None when points of `name` may be stored, else the reason they are refused."""

@@ -12,8 +12,9 @@ from __future__ import annotations
 import asyncio
 import time
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
+from itertools import compress
 
 import numpy as np
 import numpy.typing as npt
@@ -55,6 +56,10 @@ class Ingest:
         self._keep = PatternSet(settings.DO_NOT_SKIP_LIST)
         # name -> reason it is refused (None: valid and not skipped); names repeat endlessly
         self._verdicts: dict[str, str | None] = {}
+        # names valid, not skipped and admitted by the guard of this generation: points of
+        # these need no per-name work at all (a set difference in C finds the others)
+        self._admitted: set[str] = set()
+        self._admitted_generation = -1
         self._paused = False
         self._drained = asyncio.Event()
         self._drained.set()
@@ -97,45 +102,77 @@ class Ingest:
         if ts.shape != (n,) or vs.shape != (n,):
             raise ValueError("names, timestamps and values must have the same length")
 
-        reasons: list[str | None] = [None] * n
         bad_value = ~np.isfinite(vs)
         bad_ts = ~np.isfinite(ts)
         too_old = ts < now - self.settings.ingest_max_age
         too_new = ts > now + self.settings.ingest.max_future
         numeric_bad = bad_value | bad_ts | too_old | too_new
-        if numeric_bad.any():
-            for i in np.flatnonzero(numeric_bad).tolist():
-                reasons[i] = ("bad_timestamp" if bad_ts[i] else "timestamp_too_old" if too_old[i]
-                              else "timestamp_in_future" if too_new[i] else "bad_value")
+        any_numeric_bad = bool(numeric_bad.any())
+
+        # Names repeat within a batch (a metric per point), so each distinct name is judged
+        # once, in order of first appearance among the points still in play: the cardinality
+        # guards then admit names in arrival order, as a loop over the points would.
+        candidates: Iterable[str] = (
+            compress(names, (~numeric_bad).tolist()) if any_numeric_bad else names)
+        refused: dict[str, str] = {}
+        unique = dict.fromkeys(candidates)
+        admitted: set[str] | None = None
+        if quota is None:  # a quota must see every name, so only the plain guard is cached
+            if (self._admitted_generation != self.known.generation
+                    or len(self._admitted) >= _NAME_CACHE_MAX):
+                self._admitted, self._admitted_generation = set(), self.known.generation
+            admitted = self._admitted  # a reload meanwhile swaps it: adds go to the old one
+            new = unique.keys() - admitted
+            todo: Iterable[str] = [n for n in unique if n in new] if new else ()
+        else:
+            todo = unique
         verdict = self._name_verdict
         admit = self.known.admit
-        for i, name in enumerate(names):
-            if reasons[i] is not None:
-                continue
+        for name in todo:
             r = verdict(name)
             if r is None:
                 r = admit(name, now)
                 if r is None and quota is not None:
                     r = quota.admit(name, now)
             if r is not None:
-                reasons[i] = r
+                refused[name] = r
+            elif admitted is not None:
+                admitted.add(name)
 
-        keep = [i for i, r in enumerate(reasons) if r is None]
-        if len(keep) == n:
-            accepted = self.buffer.add_many(list(names), ts.tolist(), vs.tolist())
-        elif keep:
-            idx = np.asarray(keep)
-            accepted = self.buffer.add_many([names[i] for i in keep], ts[idx].tolist(),
-                                            vs[idx].tolist())
+        if refused:
+            keep_mask = ~numeric_bad & np.fromiter(
+                (name not in refused for name in names), dtype=bool, count=n)
+        else:
+            keep_mask = ~numeric_bad
+        n_keep = int(np.count_nonzero(keep_mask))
+        if n_keep == n:
+            accepted = self.buffer.add_many(names, ts, vs)
+        elif n_keep:
+            idx = np.flatnonzero(keep_mask)
+            accepted = self.buffer.add_many(list(compress(names, keep_mask.tolist())), ts[idx],
+                                            vs[idx])
         else:
             accepted = 0
-        if accepted < len(keep):
-            for i in keep[accepted:]:
-                reasons[i] = "buffer_full"
         result.accepted = accepted
-        result.rejected = Counter(r for r in reasons if r is not None)
-        if with_reasons:
-            result.reasons = reasons
+
+        # the per-point reasons are only spelled out when something was refused (or asked for)
+        if with_reasons or accepted < n:
+            reasons: list[str | None] = [None] * n
+            if any_numeric_bad:
+                for i in np.flatnonzero(numeric_bad).tolist():
+                    reasons[i] = ("bad_timestamp" if bad_ts[i] else "timestamp_too_old"
+                                  if too_old[i] else "timestamp_in_future" if too_new[i]
+                                  else "bad_value")
+            if refused:
+                for i, name in enumerate(names):
+                    if reasons[i] is None:
+                        reasons[i] = refused.get(name)
+            if accepted < n_keep:
+                for i in np.flatnonzero(keep_mask)[accepted:].tolist():
+                    reasons[i] = "buffer_full"
+            result.rejected = Counter(r for r in reasons if r is not None)
+            if with_reasons:
+                result.reasons = reasons
         self._count(protocol, result)
         self._update_pressure()
         return result

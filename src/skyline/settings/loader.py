@@ -17,6 +17,8 @@ from skyline.core.errors import SettingProblem, SettingsError
 from skyline.settings.model import ENV_NESTED, ENV_PREFIX, Settings
 
 SECRET_FIELDS = {"REDIS_URL", "DATABASE_URL"}
+# tables whose keys are secrets (flux keys): neither the key nor the table is ever shown
+SECRET_KEY_FIELDS = {"FLUX_API_KEYS"}
 
 
 def _read_toml(path: Path) -> dict[str, Any]:
@@ -52,6 +54,8 @@ def _problems(err: ValidationError) -> list[SettingProblem]:
             from skyline.settings.show import mask_url
 
             value = mask_url(value.get_secret_value() if isinstance(value, SecretStr) else value)
+        if loc and loc[0] in SECRET_KEY_FIELDS:
+            name, value = loc[0], "***"
         reason = e["msg"].removeprefix("Value error, ")
         if not loc:
             # a check across settings: it names the setting it is about first

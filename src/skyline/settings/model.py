@@ -6,6 +6,7 @@ lower-case table per component. docs/settings.md is checked against this module 
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Literal
 
@@ -143,6 +144,115 @@ class IngestSettings(_Section):
     )
 
 
+class HorizonSettings(_Section):
+    """[horizon]: the TCP/UDP listeners (Graphite plaintext and pickle, msgpack, StatsD); their
+    address is HORIZON_IP, the pickle and msgpack ports PICKLE_PORT and UDP_PORT."""
+
+    plaintext_port: int = Field(
+        2003, ge=0, le=65535,
+        description="TCP port of the Graphite plaintext listener (name value timestamp lines); "
+        "0 turns it off.",
+    )
+    plaintext_udp_port: int = Field(
+        2003, ge=0, le=65535,
+        description="UDP port of the Graphite plaintext listener (whole lines per datagram); "
+        "0 turns it off.",
+    )
+    statsd_port: int = Field(
+        8125, ge=0, le=65535, description="UDP port of the StatsD listener; 0 turns it off."
+    )
+    max_frame_bytes: int = Field(
+        4_194_304, ge=1024, le=268_435_456,
+        description="Largest Graphite pickle frame accepted, in bytes; a larger one is counted "
+        "and its connection closed.",
+    )
+    max_line_bytes: int = Field(
+        16_384, ge=256, le=1_048_576,
+        description="Longest Graphite plaintext line accepted, in bytes; a longer one is "
+        "skipped to its end and counted.",
+    )
+    max_connections: int = Field(
+        1024, ge=1, le=1_000_000,
+        description="Most TCP connections open at once per listener; more are closed at once "
+        "and counted.",
+    )
+
+
+class StatsdSettings(_Section):
+    """[statsd]: aggregation of StatsD input into metrics, as Etsy's statsd does."""
+
+    flush_interval: float = Field(
+        10.0, ge=1, le=3600,
+        description="Seconds over which StatsD input is aggregated; each flush writes one point "
+        "per aggregate, stamped with the flush time.",
+    )
+    prefix: str = Field(
+        "stats", pattern=r"^[A-Za-z0-9_\-]+(\.[A-Za-z0-9_\-]+)*$",
+        description="Namespace put before every StatsD metric: <prefix>.counters.<name>.count, "
+        "<prefix>.gauges.<name>, <prefix>.timers.<name>.mean, <prefix>.sets.<name>.count.",
+    )
+    percentiles: list[float] = Field(
+        default_factory=lambda: [90.0],
+        description="Percentiles computed for timers and histograms (count_p, mean_p, upper_p, "
+        "sum_p over the lowest p% of the values; 99.9 is named 99_9).",
+    )
+    delete_idle: bool = Field(
+        False,
+        description="Write nothing for a name that received nothing in an interval; false (as "
+        "statsd's default): counters, timers and sets write zeros, gauges their last value.",
+    )
+
+    @field_validator("percentiles")
+    @classmethod
+    def _percentiles(cls, v: list[float]) -> list[float]:
+        for p in v:
+            if not 0 < p <= 100:
+                raise ValueError(f"percentile {p} is not in (0, 100]")
+        return v
+
+
+class FluxSettings(_Section):
+    """[flux]: HTTP ingest (Skyline JSON API, Prometheus remote_write, Influx line protocol,
+    OTLP) on the web app's port."""
+
+    max_body_bytes: int = Field(
+        10_485_760, ge=1024, le=1_073_741_824,
+        description="Largest request body accepted, in bytes, both as sent and after "
+        "decompression (gzip, snappy); larger requests are refused with 413.",
+    )
+    tenant_header: str = Field(
+        "X-Scope-OrgID",
+        description="HTTP header whose value, when a request has it, becomes one more "
+        "namespace element after the key's prefix (prefix.tenant.name); empty: ignored.",
+    )
+    otlp_resource_attributes: list[str] = Field(
+        default_factory=lambda: ["service.name", "service.namespace", "deployment.environment",
+                                 "host.name"],
+        description="OTLP resource attributes kept as labels of every series of the resource "
+        "(dots become underscores: service.name -> service_name); the others are dropped.",
+    )
+    otlp_max_series: int = Field(
+        1_000_000, ge=1000,
+        description="Most OTLP cumulative sums whose last value is remembered to turn them "
+        "into deltas; beyond it the least recently updated are forgotten.",
+    )
+
+
+# a key's namespace prefix: dotted elements of the metric-name charset (skyline.ingest.names)
+_PREFIX = re.compile(r"^[A-Za-z0-9_\-:+%/=@]+(\.[A-Za-z0-9_\-:+%/=@]+)*$")
+_MIN_KEY_LENGTH = 16
+
+
+class PanoramaSettings(_Section):
+    """[panorama]: storing anomaly events in SQL."""
+
+    claim_idle: float = Field(
+        60.0, gt=0, le=86400,
+        description="Seconds an event may stay unacknowledged (its consumer died, or the "
+        "database was down) before a panorama takes it over and stores it again.",
+    )
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(
         env_prefix=ENV_PREFIX,
@@ -169,6 +279,21 @@ class Settings(BaseSettings):
         1500, ge=0, le=65535,
         description="Port of the web app (UI, API, flux routes, /metrics); 0 turns it off.",
     )
+    HORIZON_IP: str = Field(
+        "127.0.0.1", min_length=1,
+        description="Address Horizon's TCP and UDP listeners (Graphite plaintext and pickle, "
+        "msgpack, StatsD) listen on; 0.0.0.0 for every interface.",
+    )
+    PICKLE_PORT: int = Field(
+        2024, ge=0, le=65535,
+        description="TCP port of the Graphite pickle listener (what carbon-relay sends with "
+        "DESTINATION_PROTOCOL = pickle); 0 turns it off.",
+    )
+    UDP_PORT: int = Field(
+        2025, ge=0, le=65535,
+        description="UDP port of the msgpack listener ([name, [timestamp, value]] per "
+        "datagram); 0 turns it off.",
+    )
 
     SKIP_LIST: list[str] = Field(
         default_factory=list,
@@ -187,6 +312,22 @@ class Settings(BaseSettings):
         100_000, ge=0,
         description="Most new metric names accepted per minute; beyond it points of new "
         "names are refused and counted. 0: no limit.",
+    )
+    FLUX_API_KEYS: dict[str, str] = Field(
+        default_factory=dict,
+        json_schema_extra={"secret_keys": True},
+        description="Flux keys and the namespace prefix of each ({key: prefix}): the prefix "
+        "and a dot are put before every metric name posted with that key; an empty prefix "
+        "adds nothing. Keys are secrets of at least 16 characters.",
+    )
+    FLUX_ALLOW_ANONYMOUS: bool = Field(
+        False,
+        description="Accept flux requests that carry no key (their names get no prefix); a "
+        "wrong key is still refused.",
+    )
+    FLUX_MAX_METRICS_PER_POST: int = Field(
+        450, ge=1, le=1_000_000,
+        description="Most metrics in one flux JSON POST; more is refused with 413.",
     )
 
     # new top-level names of the foundation ------------------------------------------------
@@ -222,9 +363,17 @@ class Settings(BaseSettings):
     )
     roomba: RoombaSettings = Field(default_factory=RoombaSettings, description="[roomba] table.")
     ingest: IngestSettings = Field(default_factory=IngestSettings, description="[ingest] table.")
+    panorama: PanoramaSettings = Field(
+        default_factory=PanoramaSettings, description="[panorama] table."
+    )
     telemetry: TelemetrySettings = Field(
         default_factory=TelemetrySettings, description="[telemetry] table."
     )
+    flux: FluxSettings = Field(default_factory=FluxSettings, description="[flux] table.")
+    horizon: HorizonSettings = Field(
+        default_factory=HorizonSettings, description="[horizon] table."
+    )
+    statsd: StatsdSettings = Field(default_factory=StatsdSettings, description="[statsd] table.")
 
     @field_validator("SKIP_LIST", "DO_NOT_SKIP_LIST")
     @classmethod
@@ -244,6 +393,19 @@ class Settings(BaseSettings):
             raise ValueError(
                 "ingest.high_watermark must not exceed redis.write_buffer_max_points")
         return self
+
+    @field_validator("FLUX_API_KEYS")
+    @classmethod
+    def _flux_keys(cls, v: dict[str, str]) -> dict[str, str]:
+        for i, (key, prefix) in enumerate(v.items(), 1):
+            # the key itself never goes into a message: it is a secret
+            if len(key) < _MIN_KEY_LENGTH or any(c.isspace() for c in key):
+                raise ValueError(f"key number {i} must be at least {_MIN_KEY_LENGTH} "
+                                 "characters without spaces")
+            if prefix and not _PREFIX.match(prefix):
+                raise ValueError(f"prefix {prefix!r} of key number {i} is not a dotted "
+                                 "metric namespace")
+        return v
 
     @field_validator("REDIS_URL")
     @classmethod

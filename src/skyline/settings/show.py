@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 from typing import Any
 
 from pydantic import BaseModel, SecretStr
+from pydantic.fields import FieldInfo
 
 MASK = "***"
 
@@ -31,11 +33,24 @@ def mask_url(url: str) -> str:
     return f"{scheme}://{user}:{MASK}@{hostpart}"
 
 
+def _has_secret_keys(field: FieldInfo) -> bool:
+    extra = field.json_schema_extra
+    return isinstance(extra, dict) and bool(extra.get("secret_keys"))
+
+
+def mask_keys(table: dict[str, Any]) -> dict[str, Any]:
+    """A table whose keys are secrets (FLUX_API_KEYS), keys replaced by ***1, ***2, ...:
+    numbered so that two keys with the same value (prefix) both still show."""
+    return {f"{MASK}{i}": _plain(v) for i, v in enumerate(table.values(), 1)}
+
+
 def _plain(value: Any) -> Any:
     if isinstance(value, SecretStr):
         return mask_url(value.get_secret_value())
     if isinstance(value, BaseModel):
-        return {k: _plain(getattr(value, k)) for k in type(value).model_fields}
+        fields = type(value).model_fields
+        return {k: mask_keys(getattr(value, k)) if _has_secret_keys(f) else _plain(getattr(value, k))
+                for k, f in fields.items()}
     if isinstance(value, Path):
         return str(value)
     if isinstance(value, list | tuple):
@@ -51,10 +66,14 @@ def as_dict(settings: BaseModel) -> dict[str, Any]:
     return result
 
 
+_BARE_KEY = re.compile(r"^[A-Za-z0-9_-]+$")
+
+
 def _toml_line(k: str, v: Any) -> str:
+    key = k if _BARE_KEY.match(k) else json.dumps(k)
     if v is None:
-        return f"# {k} is unset"
-    return f"{k} = {json.dumps(v)}"
+        return f"# {key} is unset"
+    return f"{key} = {json.dumps(v)}"
 
 
 def as_toml(settings: BaseModel) -> str:

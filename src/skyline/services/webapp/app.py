@@ -28,7 +28,8 @@ PROMETHEUS_CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 
 def _wants_json(request: Request) -> bool:
     path = request.url.path
-    if path.startswith((API_PREFIX, "/flux", "/metrics")):
+    # flux's Influx and OTLP routes sit where their clients post, outside /flux
+    if path.startswith((API_PREFIX, "/flux", "/metrics", "/write", "/api/v2/", "/v1/metrics")):
         return True
     return "text/html" not in request.headers.get("accept", "")
 

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import cast
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
 from skyline.store.sql.models import AnalyzerRun
 
-_T = AnalyzerRun.__table__
+_T = cast(sa.Table, AnalyzerRun.__table__)
 
 
 @dataclass

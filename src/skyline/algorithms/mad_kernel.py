@@ -1,0 +1,24 @@
+"""Median and MAD of every row, exactly as numpy.median computes them."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from skyline.algorithms import kernels as K
+from skyline.algorithms.batch import Batch
+from skyline.core.types import FloatArray
+
+
+def median(batch: Batch) -> FloatArray:
+    return batch.memo("median", lambda: K.row_median(K.work(batch), batch.counts))
+
+
+def mad_decision(batch: Batch, threshold: float) -> tuple[FloatArray, FloatArray, FloatArray]:
+    """(median, MAD, |last - median| / MAD) per row."""
+    med = median(batch)
+    x = K.work(batch)
+    d = np.abs(x - med[:, None])
+    mad = K.row_median(d, batch.counts)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        stat = np.abs(K.last(batch) - med) / mad
+    return med, mad, stat

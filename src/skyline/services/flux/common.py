@@ -1,0 +1,112 @@
+"""What every flux route shares: keys, reading bodies, refusing requests (counted by
+protocol and reason) and turning an outcome into a response.
+
+Handlers are `async def` and submit on the event loop: the write path (`Ingest`) and its
+backpressure belong to the loop, as for horizon's listeners. Parsing is CPU-bound: small
+bodies are parsed on the loop (a thread hop would cost more than the parse), large ones in a
+worker thread, so that one big body does not hold up every other request for its whole parse.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable, Sequence
+from typing import NoReturn, ParamSpec, TypeVar
+
+from fastapi import HTTPException
+from fastapi.responses import JSONResponse, Response
+from starlette.requests import Request
+
+from skyline.runtime.context import Context
+from skyline.services.flux.auth import AuthError, Keys, Namespace, credential
+from skyline.services.flux.body import BadEncoding, BodyTooLarge, decode, read_body
+from skyline.services.flux.points import Outcome, Points, submit, summary
+
+RETRY_AFTER = "5"
+#: bodies at least this large (decompressed) are parsed in a worker thread
+THREAD_PARSE_BYTES = 256 * 1024
+
+P = ParamSpec("P")
+T = TypeVar("T")
+
+
+class Flux:
+    """The state flux keeps in one process."""
+
+    def __init__(self, ctx: Context):
+        self.ctx = ctx
+        self.settings = ctx.settings
+        self.keys = Keys(ctx.settings)
+        self.telemetry = ctx.telemetry("flux")
+
+    def refuse(self, protocol: str, status: int, reason: str, message: str) -> NoReturn:
+        """Count a request refused as a whole and answer it through the app's error handler
+        ({"error": message})."""
+        self.ctx.ingest.reject(protocol, reason)
+        raise HTTPException(status, message)
+
+    def namespace(self, request: Request, protocol: str, key: str | None = None,
+                  query_params: Sequence[str] = ()) -> Namespace:
+        """Authenticate (401) and refuse while the write path is saturated (503), before the
+        body is read."""
+        self.telemetry.incr(f"requests_{protocol}")
+        if key is None:
+            key = credential(request, query_params)
+        try:
+            ns = self.keys.namespace(request, key)
+        except AuthError as e:
+            self.refuse(protocol, e.status, e.reason, str(e))
+        self.check_pressure(protocol)
+        return ns
+
+    def check_pressure(self, protocol: str) -> None:
+        if self.ctx.ingest.paused:
+            # the HTTP form of the TCP listeners' backpressure: every client here retries 503
+            self.ctx.ingest.reject(protocol, "backpressure")
+            raise HTTPException(503, "ingest is saturated (the hot store is behind); retry "
+                                "shortly")
+
+    async def body(self, request: Request, protocol: str, encoding: str | None = None) -> bytes:
+        """The decompressed body, within flux.max_body_bytes (413) and well encoded (400);
+        `encoding` overrides the Content-Encoding header."""
+        limit = self.settings.flux.max_body_bytes
+        try:
+            raw = await read_body(request, limit)
+            return decode(raw, encoding or request.headers.get("content-encoding"), limit)
+        except BodyTooLarge:
+            self.refuse(protocol, 413, "body_too_large",
+                        f"the body is over {limit} bytes (flux.max_body_bytes)")
+        except BadEncoding as e:
+            self.refuse(protocol, 415 if e.reason == "bad_encoding" else 400, e.reason, str(e))
+
+    async def parse(self, size: int, fn: Callable[P, T], *args: P.args,
+                    **kwargs: P.kwargs) -> T:
+        """fn(*args), on the loop for a small body and in a thread for a large one."""
+        if size < THREAD_PARSE_BYTES:
+            return fn(*args, **kwargs)
+        return await asyncio.to_thread(fn, *args, **kwargs)
+
+    def submit(self, protocol: str, points: Points, ns: Namespace) -> Outcome:
+        return submit(self.ctx.ingest, protocol, points, ns.prefix, time.time())
+
+
+def buffer_full() -> Response:
+    return JSONResponse({"error": "the write buffer is full (the hot store is unreachable or "
+                         "behind); retry shortly"}, status_code=503,
+                        headers={"Retry-After": RETRY_AFTER})
+
+
+def points_response(outcome: Outcome) -> Response:
+    """204 all stored, 207 some refused (each with its reason), 400 none stored, 503 when the
+    buffer was full (retrying then makes sense)."""
+    if outcome.buffer_full:
+        return buffer_full()
+    if not outcome.refused:
+        return Response(status_code=204)
+    body = summary(outcome)
+    if outcome.accepted:
+        return JSONResponse(body, status_code=207)
+    first = outcome.refused[0]
+    return JSONResponse({"error": f"no metric accepted ({len(outcome.refused)} refused; "
+                         f"first: item {first.item}: {first.reason})", **body}, status_code=400)

@@ -1,0 +1,113 @@
+"""The upstream flux JSON bodies, parsed into points (pure: no I/O, no settings).
+
+    {"key": K, "metrics": [{"metric": M, "timestamp": T, "value": V}, ...]}
+    {"key": K, "metric": M, "timestamp": T, "value": V}
+
+Timestamps are Unix seconds (a missing one means now); values and timestamps may be JSON
+numbers or numeric strings. Other members (upstream's `fill`, `test`) are ignored. An item
+that cannot be read gets a reason at its position; the others are still returned.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from typing import Any
+
+from skyline.services.flux.points import Points
+
+
+class BadBody(Exception):
+    """The body as a whole is unusable; `reason` is the counter name, `key` the body's key
+    when it could be read (so a client with a good key hears what is wrong, not 401)."""
+
+    def __init__(self, reason: str, message: str, key: str | None = None):
+        self.reason = reason
+        self.key = key
+        super().__init__(message)
+
+
+class TooMany(Exception):
+    def __init__(self, count: int, limit: int, key: str | None = None):
+        self.count = count
+        self.key = key
+        super().__init__(f"{count} metrics in one request; at most {limit} "
+                         "(FLUX_MAX_METRICS_PER_POST)")
+
+
+def number(v: Any) -> float | None:
+    """A JSON number or numeric string as float; None for anything else (bool included)."""
+    if isinstance(v, bool):
+        return None
+    if isinstance(v, int | float):
+        try:
+            return float(v)
+        except OverflowError:
+            return None
+    if isinstance(v, str) and 0 < len(v) <= 64:
+        try:
+            return float(v)
+        except ValueError:
+            return None
+    return None
+
+
+def load(raw: bytes) -> Any:
+    try:
+        return json.loads(raw)
+    except (ValueError, RecursionError) as e:  # UnicodeDecodeError is a ValueError
+        raise BadBody("bad_json", f"the body is not valid JSON: {e}") from None
+
+
+def items_of(body: Any, max_metrics: int) -> tuple[str | None, list[Any]]:
+    """(key, items) of a POST body, in either of upstream's forms."""
+    if not isinstance(body, dict):
+        raise BadBody("bad_json", "the body must be a JSON object")
+    key = body.get("key")
+    key = key if isinstance(key, str) and key else None
+    if "metrics" in body:
+        items = body["metrics"]
+        if not isinstance(items, list):
+            raise BadBody("bad_json", "'metrics' must be a list", key)
+    elif "metric" in body:
+        items = [body]
+    else:
+        raise BadBody("bad_json", "expected 'metrics' (a list of {metric, timestamp, value}) "
+                      "or one 'metric' with its 'timestamp' and 'value'", key)
+    if len(items) > max_metrics:
+        raise TooMany(len(items), max_metrics, key)
+    return key, items
+
+
+def parse_items(items: list[Any], now: float) -> Points:
+    names: list[str] = []
+    timestamps: list[float] = []
+    values: list[float] = []
+    out = Points(total=len(items), names=names, timestamps=timestamps, values=values)
+    for i, item in enumerate(items):
+        reason = _parse_item(item, now, names, timestamps, values)
+        if reason is not None:
+            out.errors.append((i, reason))
+        else:
+            out.index.append(i)
+    return out
+
+
+def _parse_item(item: Any, now: float, names: list[str], timestamps: list[float],
+                values: list[float]) -> str | None:
+    if not isinstance(item, dict):
+        return "bad_item"
+    name = item.get("metric")
+    if not isinstance(name, str) or not name:
+        return "bad_metric"
+    value = number(item.get("value"))
+    if value is None:
+        return "bad_value"
+    raw_ts = item.get("timestamp")
+    ts = now if raw_ts is None else number(raw_ts)
+    if ts is None or not math.isfinite(ts):
+        return "bad_timestamp"
+    names.append(name)
+    timestamps.append(ts)
+    values.append(value)
+    return None
