@@ -120,6 +120,28 @@ def test_a_failing_algorithm_abstains_and_is_reported():
     assert res.anomalous.all()
     assert (res.verdicts[:, 2] == ABSTAIN).all()
     assert res.errors == {"broken": "RuntimeError: boom"}
+    assert res.explain(0)[2].text == "abstained: the algorithm failed (RuntimeError: boom)"
+
+
+def test_a_failing_builtin_still_explains_the_other_rows():
+    @dataclass(frozen=True)
+    class FailsOnShort(BaseAlgorithm):
+        name: str = "fragile"
+
+        def run(self, batch: Batch) -> Opinions:
+            if batch.width < 100:
+                raise ValueError("too narrow")
+            return Fixed(code=NORMAL).run(batch)
+
+    rng = np.random.default_rng(0)
+    series = [(grid(n), rng.normal(0, 1, n)) for n in (50, 50, 300, 300)]
+    # chunks of two rows: the short rows' chunk fails, the long rows' chunk does not
+    res = Ensemble((FailsOnShort(),), consensus=1, chunk_rows=2).run(Batch.from_series(series))
+    assert res.failed is not None and list(res.failed[:, 0]) == [True, True, False, False]
+    assert list(res.verdicts[:, 0]) == [ABSTAIN, ABSTAIN, NORMAL, NORMAL]
+    assert res.errors == {"fragile": "ValueError: too narrow"}
+    assert res.explain(0)[0].text.startswith("abstained: the algorithm failed")
+    assert res.explain(3)[0].verdict is False
 
 
 def test_explanations_are_complete_and_serialisable():

@@ -6,7 +6,15 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from skyline.algorithms import AnalysisParams, Batch, Status, analyse, is_counter, prepare
+from skyline.algorithms import (
+    AnalysisParams,
+    Batch,
+    Status,
+    analyse,
+    is_counter,
+    prepare,
+    prepare_flat,
+)
 from skyline.algorithms.counters import non_negative_derivative, strictly_increasing
 from skyline.core.errors import InvalidInput
 from tests.algorithm_data import T0, grid
@@ -241,3 +249,24 @@ def test_every_row_maps_back_to_its_input_index():
     for i in range(len(series)):
         t, v = res.series(i)
         np.testing.assert_array_equal(v, series[i][1])
+
+
+def test_prepare_flat_reads_the_stores_packed_points_like_prepare_reads_arrays():
+    rng = np.random.default_rng(9)
+    series = [(_day(), rng.normal(0, 1, 1440)), (np.array([]), np.array([])),
+              (_day(10.0), rng.normal(5, 1, 8640)), (_day()[::-1], rng.normal(0, 1, 1440))]
+    series.append((_day(), np.cumsum(rng.poisson(3, 1440)).astype(float)))
+    packed = np.empty((sum(len(t) for t, _ in series), 2))  # (timestamp, value) pairs
+    packed[:, 0] = np.concatenate([t for t, _ in series])
+    packed[:, 1] = np.concatenate([v for _, v in series])
+    counts = [len(t) for t, _ in series]
+    a = prepare(series, now=NOW)
+    b = prepare_flat(packed[:, 0], packed[:, 1], counts, now=NOW)  # strided views
+    for field in ("status", "derivative", "resampled", "length", "last_timestamp"):
+        np.testing.assert_array_equal(getattr(a, field), getattr(b, field))
+    rows_a, rows_b = _rows(a), _rows(b)
+    assert rows_a.keys() == rows_b.keys() == {0, 2, 3, 4}
+    for i in rows_a:
+        np.testing.assert_array_equal(rows_a[i][1], rows_b[i][1])
+    with pytest.raises(InvalidInput):
+        prepare_flat(packed[:, 0], packed[:, 1], [1, 2])

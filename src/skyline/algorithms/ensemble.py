@@ -55,6 +55,7 @@ class EnsembleResult:
     rows: IntArray
     opinions: list[Opinions]
     errors: dict[str, str] = field(default_factory=dict)
+    failed: BoolArray | None = None  # (rows, algorithms): the algorithm raised on this row's chunk
 
     @property
     def names(self) -> tuple[str, ...]:
@@ -102,15 +103,19 @@ class EnsembleResult:
     def explain(self, i: int) -> tuple[AlgorithmResult, ...]:
         """Each algorithm's verdict, statistic, limit and one line of text for row i."""
         out = []
-        for alg, op in zip(self.algorithms, self.opinions, strict=True):
+        for k, (alg, op) in enumerate(zip(self.algorithms, self.opinions, strict=True)):
             code = int(op.verdict[i])
             if code == NOT_RUN:
                 stat = limit = None
             else:
                 stat = _finite_or_none(float(op.statistic[i]))
                 limit = _finite_or_none(float(op.limit[i]))
+            if self.failed is not None and self.failed[i, k]:
+                text = f"abstained: the algorithm failed ({self.errors.get(alg.name, 'error')})"
+            else:
+                text = alg.describe(op, i)
             out.append(AlgorithmResult(algorithm=alg.name, verdict=as_verdict(code),
-                                       statistic=stat, limit=limit, text=alg.describe(op, i)))
+                                       statistic=stat, limit=limit, text=text))
         return tuple(out)
 
 
@@ -135,14 +140,16 @@ class Ensemble:
         opinions = [Opinions.not_run(size, tuple(getattr(a, "context_keys", ())))
                      for a in self.algorithms]
         errors: dict[str, str] = {}
+        failed = np.zeros((size, len(self.algorithms)), dtype=bool)
         for lo in range(0, size, self.chunk_rows):
             hi = min(size, lo + self.chunk_rows)
             chunk = batch if (lo == 0 and hi == size) else batch.slice(lo, hi)
-            self._run_chunk(chunk, lo, opinions, errors)
-        return EnsembleResult(self.algorithms, self.consensus, batch.rows, opinions, errors)
+            self._run_chunk(chunk, lo, opinions, errors, failed)
+        return EnsembleResult(self.algorithms, self.consensus, batch.rows, opinions, errors,
+                              failed)
 
     def _run_chunk(self, chunk: Batch, offset: int, opinions: list[Opinions],
-                   errors: dict[str, str]) -> None:
+                   errors: dict[str, str], failed: BoolArray) -> None:
         n_alg = len(self.algorithms)
         votes = np.zeros(chunk.size, dtype=np.int64)
         current = chunk
@@ -157,16 +164,20 @@ class Ensemble:
                     current = chunk.take(alive_rows)
                     current_rows = alive_rows
             part = self._run_one(alg, current, errors)
+            if part is None:
+                part = Opinions.abstain(current.size)
+                failed[current_rows + offset, k] = True
             opinions[k].place(current_rows + offset, part)
             votes[current_rows] += part.verdict == ANOMALOUS
 
     @staticmethod
-    def _run_one(alg: Algorithm, batch: Batch, errors: dict[str, str]) -> Opinions:
+    def _run_one(alg: Algorithm, batch: Batch, errors: dict[str, str]) -> Opinions | None:
+        """The algorithm's opinions, or None (and the error noted once) when it raised."""
         try:
             part = alg.run(batch)
             if len(part) != batch.size:
                 raise ValueError(f"returned {len(part)} opinions for {batch.size} rows")
         except Exception as e:  # noqa: BLE001 - a failing algorithm abstains; the run goes on
             errors.setdefault(alg.name, f"{type(e).__name__}: {e}")
-            return Opinions.abstain(batch.size)
+            return None
         return part

@@ -1,4 +1,5 @@
-"""Median and MAD of every row, exactly as numpy.median computes them."""
+"""Median and MAD of every row, exactly as numpy.median computes them (np.partition for
+padding-free rows: the ensemble's costliest step, ~2 s per selection per 100k rows)."""
 
 from __future__ import annotations
 

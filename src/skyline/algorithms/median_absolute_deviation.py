@@ -39,10 +39,6 @@ class MedianAbsoluteDeviation(BaseAlgorithm):
         return "the median absolute deviation is 0 (at least half the points equal the median)"
 
     def explain(self, opinions: Opinions, i: int) -> str:
-        if np.isnan(self.ctx(opinions, "mad", i)):
-            return (f"last value {fmt(self.ctx(opinions, 'last', i))} is within "
-                    f"{fmt(self.threshold)} MADs of the median (certified without computing "
-                    "the exact MAD)")
         return (f"last value {fmt(self.ctx(opinions, 'last', i))} deviates "
                 f"{fmt(float(opinions.statistic[i]))} MADs from median "
                 f"{fmt(self.ctx(opinions, 'median', i))} (MAD {fmt(self.ctx(opinions, 'mad', i))}); "

@@ -1,20 +1,24 @@
 """From a list of raw (timestamps, values) series to length-bucketed batches.
 
-Everything happens on the concatenation of a group of series ("flat" form, a segment id per
-point), so the cost is a handful of array passes per group and no Python loop per point:
+Everything happens on the concatenation of a group of series ("flat" form: series i is the
+counts[i] points after the first sum(counts[:i]); see segments.py), so the cost is a handful
+of array passes per group and no Python loop per point:
 
 1. drop non-finite points; sort by time and keep the last of duplicate timestamps, only for
-   groups that need it (the store already sorts and de-duplicates);
+   groups that need it (the store already sorts and de-duplicates; checking is one pass);
 2. keep the window: points newer than last timestamp - full_duration;
 3. counters (auto-detected, or flagged by the caller) become their non-negative derivative;
 4. series denser than the analysis resolution are averaged into resolution-sized steps (step
-   start as timestamp); sparser ones keep their own points;
+   start as timestamp); sparser ones keep their own points (a series whose points are never
+   closer than the resolution costs nothing here);
 5. the latest max_points are kept;
 6. the analysis exceptions are decided per series (see status codes in params.Status);
 7. analysable series are bucketed by length, so that no row of a batch is padded by more than
    bucket_padding of its width: one high-resolution series cannot widen every other row.
+   Full rows lying back to back become a reshaped view, not a copy.
 
-Series are processed in groups of about GROUP_POINTS points to keep the temporaries in cache.
+Series are processed in groups of about GROUP_POINTS points so the temporaries stay near the
+CPU cache (2**20 measured best against 2**18-2**21 on 100k x 1440).
 """
 
 from __future__ import annotations
