@@ -57,8 +57,18 @@ def test_run_receives_graphite_statsd_and_msgpack_from_real_clients(tmp_path):
     data = tmp_path / "var"
     env = env_for(data, free_port(), SKYLINE_STATSD__FLUSH_INTERVAL="1")
     run = Running(env, tmp_path)
+    try:
+        wait_tcp(run, int(env["SKYLINE_HORIZON__PLAINTEXT_PORT"]))
+        _send_from_clients_and_check(env, data)
+    finally:
+        assert run.stop(signal.SIGINT) == 0
+    assert "Traceback" not in run.stderr
+    for setting in ("horizon.plaintext_port", "PICKLE_PORT", "UDP_PORT", "horizon.statsd_port"):
+        assert setting in run.stdout  # the banner lists every listener
+
+
+def _send_from_clients_and_check(env: dict[str, str], data: Path) -> None:
     tcp = int(env["SKYLINE_HORIZON__PLAINTEXT_PORT"])
-    wait_tcp(run, tcp)
     now = time.time()
 
     g = graphyte.Sender("127.0.0.1", port=tcp, prefix="e2e.graphyte", raise_send_errors=True)
@@ -103,10 +113,6 @@ def test_run_receives_graphite_statsd_and_msgpack_from_real_clients(tmp_path):
         assert values(store, "stats.timers.e2e.latency.mean")[0] == 100
         assert values(store, "stats.gauges.e2e.queue")[0] == 7
         assert values(store, "e2e.batched.m3") == [float(i) for i in range(3, 500, 10)]
-    assert run.stop(signal.SIGINT) == 0
-    assert "Traceback" not in run.stderr
-    for setting in ("horizon.plaintext_port", "PICKLE_PORT", "UDP_PORT", "horizon.statsd_port"):
-        assert setting in run.stdout  # the banner lists every listener
 
 
 def _carbon_relay() -> Path:
@@ -127,8 +133,16 @@ def test_carbon_relay_forwards_plaintext_to_the_pickle_port(tmp_path):
     env = env_for(data, free_port())
     pickle_port = int(env["SKYLINE_PICKLE_PORT"])
     run = Running(env, tmp_path, "serve", "horizon")
-    wait_tcp(run, pickle_port)
+    try:
+        wait_tcp(run, pickle_port)
+        _relay_to(run, relay, tmp_path, data, env, pickle_port)
+    finally:
+        assert run.stop() == 0
+    assert "Traceback" not in run.stderr
 
+
+def _relay_to(run: Running, relay: Path, tmp_path: Path, data: Path, env: dict[str, str],
+              pickle_port: int) -> None:
     root = tmp_path / "graphite"
     conf, storage = root / "conf", root / "storage"
     for d in (conf, storage / "log", storage / "whisper"):
@@ -190,5 +204,3 @@ PID_DIR = {storage}
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.communicate()
-    assert run.stop() == 0
-    assert "Traceback" not in run.stderr

@@ -28,6 +28,23 @@ def test_well_formed_buffer():
     assert b.units == 2 and not b.rejected
 
 
+def test_integer_timestamps_read_from_the_buffer():
+    # same-width integers take the vectorised path; anything else float()
+    b = parsed(b"a 1 1700000000\nb 2 1700000009\nc 3 0000000042\n")
+    assert points(b) == [("a", 1700000000.0, 1.0), ("b", 1700000009.0, 2.0), ("c", 42.0, 3.0)]
+    b = parsed(b"a 1 1700000000\nb 2 17000000x9\nc 3 1.70000001\n")
+    assert [n for n, _, _ in points(b)] == ["a", "c"] and b.rejected == {"bad_number": 1}
+    assert points(parsed(b"a 1 999999999999999\n")) == [("a", 999999999999999.0, 1.0)]
+    assert points(parsed(b"a 1 1234567890123456\n")) == [("a", 1234567890123456.0, 1.0)]
+
+
+@given(st.integers(1, 15), st.lists(st.integers(0, 10**15 - 1), min_size=1, max_size=20))
+def test_integer_timestamps_of_any_width_are_exact(width, stamps):
+    stamps = [s % 10**width for s in stamps]
+    data = b"".join(b"m 1 %0*d\n" % (width, s) for s in stamps)
+    assert [t for _, t, _ in points(parsed(data))] == [float(s) for s in stamps]
+
+
 def test_good_lines_survive_garbage_and_each_bad_line_is_counted_by_reason():
     data = (b"ok.one 1 100\n"
             b"too.few 5\n"

@@ -115,17 +115,23 @@ class Ingest:
         candidates: Iterable[str] = (
             compress(names, (~numeric_bad).tolist()) if any_numeric_bad else names)
         refused: dict[str, str] = {}
-        unique = dict.fromkeys(candidates)
         admitted: set[str] | None = None
+        todo: Iterable[str]
         if quota is None:  # a quota must see every name, so only the plain guard is cached
             if (self._admitted_generation != self.known.generation
                     or len(self._admitted) >= _NAME_CACHE_MAX):
                 self._admitted, self._admitted_generation = set(), self.known.generation
             admitted = self._admitted  # a reload meanwhile swaps it: adds go to the old one
-            new = unique.keys() - admitted
-            todo: Iterable[str] = [n for n in unique if n in new] if new else ()
+            if any_numeric_bad:
+                candidates = list(candidates)
+            if admitted.issuperset(candidates):  # the steady state: no name to look at
+                todo = ()
+            else:
+                unique = dict.fromkeys(candidates)
+                new = unique.keys() - admitted
+                todo = [n for n in unique if n in new]
         else:
-            todo = unique
+            todo = dict.fromkeys(candidates)
         verdict = self._name_verdict
         admit = self.known.admit
         for name in todo:
