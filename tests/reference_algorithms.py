@@ -2,7 +2,8 @@
 them (pandas ewm and std, numpy lstsq/histogram/median, scipy ks_2samp and t.isf, statsmodels
 adfuller), with our documented rule decisions applied (abstentions, two-sided grubbs, the
 histogram edge fix, point-based ks windows, earthgecko's first-hour baseline on the series' own
-time). The vectorised library must agree with these.
+time). The vectorised library must agree with these. The vectorised optional built-ins
+(abs_stddev_from_median, spectral_residual) have references at the end.
 
 Each function takes one cleaned series (sorted, unique, finite) and returns
 (verdict, statistic, limit) with verdict True / False / None (abstain).
@@ -186,6 +187,43 @@ def ks_test(t: np.ndarray, x: np.ndarray, full_duration: float) -> Result:
     return False, float(d), 0.5
 
 
+def abs_stddev_from_median(t: np.ndarray, x: np.ndarray, full_duration: float) -> Result:
+    """earthgecko's sample custom algorithm: last value outside median +- 3 * pandas std"""
+    x, _ = scaled(x)
+    if len(x) < 2:
+        return NONE
+    median = float(pd.Series(x).median())
+    _, std = mean_std(x)
+    return _sigma(abs(float(x[-1]) - median), std)
+
+
+def spectral_residual(t: np.ndarray, x: np.ndarray, full_duration: float) -> Result:
+    """Ren et al. 2019 on the mirrored series, with the full complex spectrum (np.fft.fft) and a
+    circular 3-bin average of the log amplitude: the library uses the half spectrum and
+    reflects at its ends, which must come to the same thing."""
+    x, _ = scaled(x)
+    n = len(x)
+    if n < 24:
+        return NONE
+    mean, _ = mean_std(x)
+    y = np.concatenate([x - mean, (x - mean)[::-1]])
+    spec = np.fft.fft(y)
+    amp = np.abs(spec)
+    empty = amp <= 1e-12 * amp.max()
+    empty[0] = empty[n] = True
+    log_amp = np.where(empty, 0.0, np.log(np.where(empty, 1.0, amp)))
+    used = (~empty).astype(float)
+    total = sum(np.roll(log_amp * used, d) for d in (-1, 0, 1))
+    count = sum(np.roll(used, d) for d in (-1, 0, 1))
+    avg = total / np.maximum(count, 1.0)
+    sal = np.abs(np.fft.ifft(np.where(empty, 0.0, spec * np.exp(-avg))).real)[:n]
+    peak, base = float(sal[-3:].max()), float(sal[:-3].mean())
+    if base == 0:
+        return NONE  # constant: no spectrum
+    stat = (peak - base) / base
+    return stat > 4.0, stat, 4.0
+
+
 REFERENCES = {
     "histogram_bins": histogram_bins,
     "first_hour_average": first_hour_average,
@@ -196,4 +234,7 @@ REFERENCES = {
     "median_absolute_deviation": median_absolute_deviation,
     "stddev_from_moving_average": stddev_from_moving_average,
     "least_squares": least_squares,
+    # optional built-ins (not in the default ensemble)
+    "abs_stddev_from_median": abs_stddev_from_median,
+    "spectral_residual": spectral_residual,
 }

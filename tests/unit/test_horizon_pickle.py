@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import os
 import pickle
+import pickletools
 import struct
 
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
 from skyline.services.horizon.batch import Batch
@@ -117,9 +118,32 @@ def test_records_into_fast_path_matches_record_by_record():
     assert points(fast) == points(slow)[:100] and slow.rejected == {"bad_record": 1}
 
 
-@settings(suppress_health_check=[HealthCheck.too_slow], max_examples=300)
+def _huge_memo_index(body: bytes) -> bool:
+    """True when the body (read as a pickle) stores into a memo index beyond 2**20: CPython
+    then allocates memory for every index below it (the known limit in docs/protocols.md)."""
+    try:
+        for op, arg, _pos in pickletools.genops(body):
+            if op.name in ("LONG_BINPUT", "PUT") and isinstance(arg, int) and arg > 1 << 20:
+                return True
+    except Exception:  # noqa: BLE001 - garbage after the opcode of interest is irrelevant here
+        return False
+    return False
+
+
+def test_a_huge_memo_index_is_refused_and_the_next_frame_is_read():
+    # 2**22: 64 MB for a moment, small enough for a test, same code path as larger ones
+    body = b"}r" + struct.pack("<I", 1 << 22) + b"."
+    r, b = FrameReader(1 << 20), Batch()
+    assert r.feed(struct.pack("!I", len(body)) + body + frame([("after", (1, 2))]), b)
+    assert points(b) == [("after", 1.0, 2.0)] and b.rejected["bad_frame"] == 1
+
+
+@settings(suppress_health_check=[HealthCheck.too_slow], max_examples=300, deadline=None)
 @given(st.binary(max_size=600))
 def test_arbitrary_frame_bodies_never_raise_and_the_next_frame_is_read(body):
+    # huge memo indices cost memory, not correctness: covered by the test above, kept out
+    # of random exploration so a test run cannot claim gigabytes
+    assume(not _huge_memo_index(body))
     r, b = FrameReader(1 << 20), Batch()
     keep_open = r.feed(struct.pack("!I", len(body)) + body + frame([("after", (1, 2))]), b)
     if keep_open:  # only a named global closes the connection

@@ -29,14 +29,15 @@ from skyline.algorithms.registry import (
     BUILTINS,
     DEFAULT_ALGORITHMS,
     ENTRY_POINT_GROUP,
+    OPTIONAL_BUILTINS,
     build,
     discover,
 )
 
 __all__ = [
     "ABSTAIN", "ANOMALOUS", "BUILTINS", "DEFAULT_ALGORITHMS", "ENTRY_POINT_GROUP", "NORMAL",
-    "NOT_RUN", "Algorithm", "Analysis", "AnalysisParams", "BaseAlgorithm", "Batch", "Ensemble",
-    "EnsembleResult", "Opinions", "Prepared", "SeriesAlgorithm", "Status", "UpstreamAlgorithm",
-    "analyse", "build", "discover", "is_counter", "make_ensemble", "non_negative_derivative",
-    "prepare", "prepare_flat", "strictly_increasing",
+    "NOT_RUN", "OPTIONAL_BUILTINS", "Algorithm", "Analysis", "AnalysisParams", "BaseAlgorithm",
+    "Batch", "Ensemble", "EnsembleResult", "Opinions", "Prepared", "SeriesAlgorithm", "Status",
+    "UpstreamAlgorithm", "analyse", "build", "discover", "is_counter", "make_ensemble",
+    "non_negative_derivative", "prepare", "prepare_flat", "strictly_increasing",
 ]

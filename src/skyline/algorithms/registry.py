@@ -1,5 +1,6 @@
-"""Which algorithms exist: the nine built-ins, listed here and nowhere else, plus plug-ins from
-the `skyline.algorithms` entry point group. A name claimed twice is refused.
+"""Which algorithms exist: the nine built-ins, listed here and nowhere else, the optional
+built-ins (shipped, selectable by name, never in the default ensemble), plus plug-ins from the
+`skyline.algorithms` entry point group. A name claimed twice is refused.
 
 A plug-in entry point may name an Algorithm instance, a class whose no-argument (or keyword)
 construction gives one, or a plain per-series function in the native form, which is wrapped
@@ -15,6 +16,10 @@ from typing import Any, Protocol, cast
 
 from skyline.algorithms.base import Algorithm
 from skyline.algorithms.custom import SeriesAlgorithm
+from skyline.algorithms.extra.abs_stddev_from_median import AbsStddevFromMedian
+from skyline.algorithms.extra.isolation_forest import IsolationForest
+from skyline.algorithms.extra.mstl import Mstl
+from skyline.algorithms.extra.spectral_residual import SpectralResidual
 from skyline.algorithms.first_hour_average import FirstHourAverage
 from skyline.algorithms.grubbs import Grubbs
 from skyline.algorithms.histogram_bins import HistogramBins
@@ -45,6 +50,15 @@ BUILTINS: Mapping[str, Factory] = {
 # earthgecko's default ALGORITHMS order (most often triggered and cheapest first)
 DEFAULT_ALGORITHMS: tuple[str, ...] = tuple(BUILTINS)
 
+# Built-in but opt-in: a caller lists them by name (ALGORITHMS, a namespace's own list). Kept out
+# of BUILTINS so the default ensemble, its CONSENSUS and discover()'s nine stay upstream's.
+OPTIONAL_BUILTINS: Mapping[str, Factory] = {
+    "abs_stddev_from_median": AbsStddevFromMedian,
+    "spectral_residual": SpectralResidual,
+    "isolation_forest": IsolationForest,
+    "mstl": Mstl,
+}
+
 
 class EntryPointLike(Protocol):
     name: str
@@ -73,7 +87,7 @@ def discover(entry_points: Iterable[EntryPointLike] | None = None) -> dict[str, 
     found: dict[str, Factory] = dict(BUILTINS)
     eps = metadata.entry_points(group=ENTRY_POINT_GROUP) if entry_points is None else entry_points
     for ep in eps:
-        if ep.name in found:
+        if ep.name in found or ep.name in OPTIONAL_BUILTINS:
             raise DuplicateAlgorithm(f"algorithm {ep.name!r} is defined twice (a built-in or "
                                      f"another {ENTRY_POINT_GROUP} entry point already has it)")
         found[ep.name] = _factory(ep.name, ep.load())
@@ -83,7 +97,8 @@ def discover(entry_points: Iterable[EntryPointLike] | None = None) -> dict[str, 
 def build(names: Sequence[str], *, registry: Mapping[str, Factory] | None = None,
           params: Mapping[str, Mapping[str, Any]] | None = None) -> tuple[Algorithm, ...]:
     """Instances for the names, in the given order (the caller's ALGORITHMS list). params holds
-    per-algorithm keyword overrides, e.g. {"grubbs": {"two_sided": False}}."""
+    per-algorithm keyword overrides, e.g. {"grubbs": {"two_sided": False}}. Optional built-ins
+    resolve from any registry that does not define the name itself."""
     registry = BUILTINS if registry is None else registry
     params = params or {}
     seen: set[str] = set()
@@ -92,10 +107,12 @@ def build(names: Sequence[str], *, registry: Mapping[str, Factory] | None = None
         if name in seen:
             raise DuplicateAlgorithm(f"algorithm {name!r} is listed twice")
         seen.add(name)
-        if name not in registry:
-            raise UnknownAlgorithm(f"unknown algorithm {name!r}; known: {', '.join(sorted(registry))}")
+        factory = registry.get(name) or OPTIONAL_BUILTINS.get(name)
+        if factory is None:
+            known = ", ".join(sorted({*registry, *OPTIONAL_BUILTINS}))
+            raise UnknownAlgorithm(f"unknown algorithm {name!r}; known: {known}")
         try:
-            alg = registry[name](**dict(params.get(name, {})))
+            alg = factory(**dict(params.get(name, {})))
         except TypeError as e:
             raise InvalidInput(f"parameters for algorithm {name}: {e}") from None
         if alg.name != name:

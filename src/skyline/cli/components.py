@@ -13,7 +13,7 @@ from typing import Any
 from fastapi import APIRouter
 
 from skyline.runtime.context import Context
-from skyline.services import flux, horizon, panorama, roomba, webapp
+from skyline.services import alerters, analyzer, flux, horizon, panorama, roomba, webapp
 from skyline.settings import Settings
 
 
@@ -76,6 +76,18 @@ def _panorama(
     return panorama.run(ctx)
 
 
+def _alerters(
+    ctx: Context, socks: dict[str, socket.socket], routers: Sequence[APIRouter]
+) -> Coroutine[Any, Any, None]:
+    return alerters.run(ctx)
+
+
+def _analyzer(
+    ctx: Context, socks: dict[str, socket.socket], routers: Sequence[APIRouter]
+) -> Coroutine[Any, Any, None]:
+    return analyzer.run(ctx)
+
+
 REGISTRY: dict[str, Component] = {
     c.name: c
     for c in [
@@ -97,8 +109,13 @@ REGISTRY: dict[str, Component] = {
             ),
         ),
         Component("roomba", "trims the hot store to FULL_DURATION + ROOMBA_GRACE_TIME", _roomba),
-        Component("panorama", "stores anomaly events from the stream in SQL, once each",
-                  _panorama),
+        Component("analyzer", "analyses every metric each ANALYZER_OPTIMUM_RUN_DURATION; "
+                  "anomalies go to the anomaly stream", _analyzer),
+        Component("panorama", "stores anomaly events from the stream in SQL, once each; "
+                  "/api/v1/anomalies", _panorama, routers=panorama.routers),
+        Component("alerters", "routes anomalies to SMTP, Slack, PagerDuty, webhook, "
+                  "Alertmanager and syslog; /api/v1/silences", _alerters,
+                  routers=alerters.routers),
         Component(
             "flux", "HTTP ingest (JSON, Prometheus remote_write, Influx, OTLP) on WEBAPP_PORT",
             _flux, routers=flux.routers, needs=("webapp",),

@@ -10,6 +10,9 @@ from typing import Any
 import click
 
 from skyline import __version__
+from skyline.cli.analysis import analyze
+from skyline.cli.bench import bench
+from skyline.cli.crucible import crucible
 from skyline.core.errors import SettingsError, SkylineError
 from skyline.core.timeutil import iso, now, parse_time
 from skyline.settings import Settings, load_settings
@@ -83,7 +86,9 @@ pass_obj = click.make_pass_decorator(_Obj)
 def run(obj: _Obj) -> None:
     """Start every component (embedded Redis and SQLite unless configured otherwise)."""
     from skyline.cli.runner import run_components
+    from skyline.services.analyzer import check_settings
 
+    check_settings(obj.settings())  # unknown ALGORITHMS: one clear line, before anything starts
     sys.exit(run_components(obj.settings(), None, own_embedded=True))
 
 
@@ -99,7 +104,10 @@ def _component_names() -> list[str]:
 def serve(obj: _Obj, component: str) -> None:
     """Run one component, e.g. to spread Skyline over several machines."""
     from skyline.cli.runner import run_components
+    from skyline.services.analyzer import check_settings
 
+    if component == "analyzer":
+        check_settings(obj.settings())
     sys.exit(run_components(obj.settings(), [component], own_embedded=False))
 
 
@@ -122,7 +130,9 @@ def config_show(obj: _Obj, as_json: bool) -> None:
 @pass_obj
 def config_check(obj: _Obj) -> None:
     """Validate the settings; one line per problem (setting: value: reason), exit 1 if any."""
-    obj.settings()
+    from skyline.services.analyzer import check_settings
+
+    check_settings(obj.settings())  # names of algorithms, against the installed registry
     click.echo("settings are valid")
 
 
@@ -240,6 +250,147 @@ def metrics_delete(obj: _Obj, pattern: str, dry_run: bool) -> None:
             return
         deleted = store.delete(names)
     click.echo(f"{deleted} metrics deleted", err=True)
+
+
+# silences and alerts ---------------------------------------------------------------------------
+def _sql_engine(s: Settings) -> Any:
+    """An engine on the event store, migrated when the settings say services migrate."""
+    from skyline.store.sql import db as sqldb
+
+    engine = sqldb.make_engine(s.database_url, s.database.pool_size)
+    sqldb.check(engine)
+    if s.database.upgrade_on_start:
+        sqldb.upgrade(engine)
+    return engine
+
+
+@cli.group()
+def silence() -> None:
+    """Silences: no alerts for matching metrics until a time."""
+
+
+@silence.command("add")
+@click.argument("pattern")
+@click.option("--until", "until", required=True,
+              help="End: a duration from now (2h, 1d), ISO 8601 or Unix seconds.")
+@click.option("--reason", default="", help="Why, for the people who wonder.")
+@click.option("--who", default=None, help="Who silenced (default: the login name).")
+@click.option("--json", "as_json", is_flag=True, help="Print the silence as JSON.")
+@pass_obj
+def silence_add(obj: _Obj, pattern: str, until: str, reason: str, who: str | None,
+                as_json: bool) -> None:
+    """Silence metrics matching PATTERN (glob or re:regex)."""
+    from skyline.services.alerters.api import default_who, parse_until
+    from skyline.store.sql import alerts as q
+
+    engine = _sql_engine(obj.settings())
+    try:
+        s = q.add_silence(engine, pattern, parse_until(until), reason=reason,
+                          who=default_who() if who is None else who)
+    finally:
+        engine.dispose()
+    if as_json:
+        click.echo(json.dumps(s.as_dict()))
+    else:
+        click.echo(f"silence {s.id}: {s.pattern} until {iso(s.expires)}")
+
+
+@silence.command("list")
+@click.option("--all", "include_expired", is_flag=True, help="Include expired silences.")
+@click.option("--json", "as_json", is_flag=True, help="A JSON list.")
+@pass_obj
+def silence_list(obj: _Obj, include_expired: bool, as_json: bool) -> None:
+    """List active silences."""
+    from skyline.store.sql import alerts as q
+
+    engine = _sql_engine(obj.settings())
+    try:
+        rows = q.list_silences(engine, include_expired=include_expired)
+    finally:
+        engine.dispose()
+    if as_json:
+        click.echo(json.dumps([r.as_dict() for r in rows]))
+        return
+    for r in rows:
+        click.echo(f"{r.id}\t{r.pattern}\tuntil {iso(r.expires)}\t{r.who or '-'}\t{r.reason}")
+    if not rows:
+        click.echo("no active silences", err=True)
+
+
+@silence.command("remove")
+@click.argument("silence_id", type=int)
+@pass_obj
+def silence_remove(obj: _Obj, silence_id: int) -> None:
+    """Remove silence SILENCE_ID (see `skyline silence list`)."""
+    from skyline.store.sql import alerts as q
+
+    engine = _sql_engine(obj.settings())
+    try:
+        q.remove_silence(engine, silence_id)
+    finally:
+        engine.dispose()
+    click.echo(f"silence {silence_id} removed")
+
+
+@cli.group()
+def alert() -> None:
+    """Alert channels."""
+
+
+@alert.command("test")
+@click.argument("channel", type=click.Choice(
+    ["smtp", "slack", "pagerduty", "webhook", "alertmanager", "syslog"]))
+@click.option("--json", "as_json", is_flag=True, help="The outcome as JSON.")
+@pass_obj
+def alert_test(obj: _Obj, channel: str, as_json: bool) -> None:
+    """Send a test alert on CHANNEL now and print the outcome (exit 1 when it failed)."""
+    from skyline.core.errors import InvalidInput
+    from skyline.services.alerters.testalert import send_test
+
+    s = obj.settings()
+    if not s.alerters.channel(channel).enabled:
+        raise InvalidInput(f"channel {channel} is not enabled (alerters.{channel}.enabled)")
+    out = send_test(s, channel)
+    if as_json:
+        click.echo(json.dumps({"channel": out.channel, "ok": out.ok, "error": out.error,
+                               "seconds": round(out.seconds, 3)}))
+    elif out.ok:
+        click.echo(f"{channel}: test alert sent in {out.seconds:.2f} s")
+    else:
+        click.echo(f"{channel}: test alert failed after {out.seconds:.2f} s: {out.error}",
+                   err=True)
+    if not out.ok:
+        sys.exit(1)
+
+
+@alert.command("log")
+@click.option("--channel", default=None, help="Only this channel.")
+@click.option("--limit", default=50, show_default=True, type=click.IntRange(1, 10000))
+@click.option("--json", "as_json", is_flag=True, help="A JSON list.")
+@pass_obj
+def alert_log(obj: _Obj, channel: str | None, limit: int, as_json: bool) -> None:
+    """The newest delivery attempts (sent, error, expired, rate_limited)."""
+    from skyline.store.sql import alerts as q
+
+    engine = _sql_engine(obj.settings())
+    try:
+        rows = q.alert_log_rows(engine, channel=channel, limit=limit)
+    finally:
+        engine.dispose()
+    if as_json:
+        click.echo(json.dumps(rows))
+        return
+    for r in rows:
+        click.echo(f"{iso(r['created'])}\t{r['channel']}\t{r['kind']}\t{r['status']}\t"
+                   f"{r['metric']}\t{r['error']}")
+
+
+# bench (in skyline.cli.bench) ------------------------------------------------------------------
+cli.add_command(bench)
+
+# analyze, crucible (in skyline.cli.analysis, skyline.cli.crucible) -----------------------------
+cli.add_command(analyze)
+cli.add_command(crucible)
 
 
 def main() -> None:

@@ -37,6 +37,8 @@ def _lookup(data: Any, path: list[str]) -> Any:
     for part in path:
         if isinstance(data, dict) and part in data:
             data = data[part]
+        elif isinstance(data, list) and part.isdigit() and int(part) < len(data):
+            data = data[int(part)]  # ALERTS.0.channel
         elif isinstance(data, BaseModel) and hasattr(data, part):
             data = getattr(data, part)
         else:

@@ -15,6 +15,13 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from skyline.core.errors import PatternError
 from skyline.core.patterns import validate as validate_pattern
+from skyline.settings.alerts import AlertersSettings, AlertRule, check_rules
+from skyline.settings.analyzer import (
+    DEFAULT_ALGORITHMS,
+    AnalyzerSettings,
+    CustomAlgorithmSettings,
+    check_analyzer,
+)
 
 ENV_PREFIX = "SKYLINE_"
 ENV_NESTED = "__"
@@ -251,6 +258,19 @@ class PanoramaSettings(_Section):
         description="Seconds an event may stay unacknowledged (its consumer died, or the "
         "database was down) before a panorama takes it over and stores it again.",
     )
+    retention_days: float = Field(
+        0, ge=0,
+        description="Days anomalies are kept in SQL; older ones are deleted in batches. "
+        "0: kept for ever.",
+    )
+    retention_batch: int = Field(
+        1000, ge=1, le=100_000,
+        description="Anomalies deleted per statement, so a first clean-up of a large table "
+        "never holds a long lock.",
+    )
+    retention_interval: float = Field(
+        3600.0, gt=0, le=86400, description="Seconds between two retention passes."
+    )
 
 
 class Settings(BaseSettings):
@@ -329,6 +349,76 @@ class Settings(BaseSettings):
         450, ge=1, le=1_000_000,
         description="Most metrics in one flux JSON POST; more is refused with 413.",
     )
+    ANALYZER_ENABLED: bool = Field(
+        True,
+        description="Analyse metrics; false: the analyzer runs (heartbeat, self-metrics) but "
+        "analyses nothing, as upstream's hot standby.",
+    )
+    ANALYZER_PROCESSES: int = Field(
+        1, ge=1, le=64,
+        description="Analyzer worker processes; each fetches and analyses its share of the "
+        "metrics over its own Redis connection.",
+    )
+    ANALYZER_OPTIMUM_RUN_DURATION: float = Field(
+        60.0, gt=0, le=86400,
+        description="Seconds between the starts of two analyzer runs. A run that takes longer "
+        "is reported (log and the overruns counter) and the next one starts when it ends; "
+        "runs never overlap.",
+    )
+    MAX_ANALYZER_PROCESS_RUNTIME: float = Field(
+        180.0, gt=0, le=86400,
+        description="Seconds a worker may spend on its share of one run before it is killed "
+        "and replaced; its metrics are not analysed in that run.",
+    )
+    ALGORITHMS: list[str] = Field(
+        default_factory=lambda: list(DEFAULT_ALGORITHMS),
+        description="The algorithms of the ensemble, in the order they run: built-ins "
+        "(docs/algorithms.md) and skyline.algorithms entry points.",
+    )
+    CONSENSUS: int = Field(
+        6, ge=1,
+        description="Algorithms that must say anomalous for a metric to be anomalous "
+        "(algorithms that cannot judge a series abstain and count neither way).",
+    )
+    STALE_PERIOD: int = Field(
+        500, ge=0,
+        description="Seconds without a new point after which a metric is Stale and not "
+        "analysed until points arrive again.",
+    )
+    MIN_TOLERABLE_LENGTH: int = Field(
+        100, ge=1,
+        description="Fewest points (at the analysis resolution) a series needs to be analysed; "
+        "shorter ones are TooShort.",
+    )
+    MAX_TOLERABLE_BOREDOM: int = Field(
+        100, ge=1,
+        description="A series whose last this many points hold only BOREDOM_SET_SIZE distinct "
+        "values is Boring and not analysed.",
+    )
+    BOREDOM_SET_SIZE: int = Field(
+        1, ge=1, description="Distinct values that make the last MAX_TOLERABLE_BOREDOM Boring."
+    )
+    EXPIRATION_TIME: int = Field(
+        3600, ge=0, le=30 * 86400,
+        description="While a metric stays anomalous the analyzer emits one event for it per "
+        "this many seconds (of the metric's own time); a recovered event closes it.",
+    )
+    MONOTONIC_METRIC_NAMESPACES: list[str] = Field(
+        default_factory=list,
+        description="Patterns of counters always analysed as their non-negative derivative "
+        "(others are detected).",
+    )
+    NON_DERIVATIVE_MONOTONIC_METRICS: list[str] = Field(
+        default_factory=list,
+        description="Patterns of metrics never analysed as a derivative, even when they look "
+        "like counters.",
+    )
+    CUSTOM_ALGORITHMS: dict[str, CustomAlgorithmSettings] = Field(
+        default_factory=dict,
+        description="Custom algorithms by function name, with upstream's fields "
+        "(algorithm_source, algorithm_parameters, namespaces, consensus, "
+        "max_execution_time, ...); each runs in a separate process (docs/analyzer.md).",
+    )
 
     # new top-level names of the foundation ------------------------------------------------
     DATA_DIR: Path = Field(
@@ -352,6 +442,24 @@ class Settings(BaseSettings):
     LOG_FORMAT: Literal["text", "json"] = Field(
         "text", description="Log lines as human text or one JSON object per line."
     )
+    PANORAMA_EXPIRY_TIME: int = Field(
+        900, ge=0, le=30 * 86400,
+        description="Panorama stores at most one anomalous event per metric and source per "
+        "this many seconds (upstream's sampling); 0: every event.",
+    )
+    ENABLE_ALERTS: bool = Field(
+        True, description="Send alerts; false: anomalies are still stored, no channel is used."
+    )
+    ALERTS: list[AlertRule] = Field(
+        default_factory=list,
+        description="Alert rules, [[ALERTS]] tables of pattern, channel, expiration and "
+        "options; per channel the first matching rule applies (docs/alerts.md).",
+    )
+    WEBAPP_PUBLIC_URL: str = Field(
+        "",
+        description="Base URL people reach the web app at, for links in alerts "
+        "(https://skyline.example.com); empty: http://WEBAPP_IP:WEBAPP_PORT.",
+    )
     INSTANCE_NAME: str = Field(
         "", description="Name of this Skyline instance in self-metrics; empty: the host name."
     )
@@ -374,6 +482,12 @@ class Settings(BaseSettings):
         default_factory=HorizonSettings, description="[horizon] table."
     )
     statsd: StatsdSettings = Field(default_factory=StatsdSettings, description="[statsd] table.")
+    alerters: AlertersSettings = Field(
+        default_factory=AlertersSettings, description="[alerters] table."
+    )
+    analyzer: AnalyzerSettings = Field(
+        default_factory=AnalyzerSettings, description="[analyzer] table."
+    )
 
     @field_validator("SKIP_LIST", "DO_NOT_SKIP_LIST")
     @classmethod
@@ -384,6 +498,23 @@ class Settings(BaseSettings):
             except PatternError as e:
                 raise ValueError(str(e)) from None
         return v
+
+    @model_validator(mode="after")
+    def _alert_rules(self) -> Settings:
+        check_rules(self.ALERTS, self.alerters)
+        return self
+
+    @field_validator("WEBAPP_PUBLIC_URL")
+    @classmethod
+    def _public_url(cls, v: str) -> str:
+        if v and not re.match(r"^https?://[^/\s]+", v):
+            raise ValueError("must start with http:// or https://")
+        return v.rstrip("/")
+
+    @model_validator(mode="after")
+    def _analyzer(self) -> Settings:
+        check_analyzer(self)
+        return self
 
     @model_validator(mode="after")
     def _watermarks(self) -> Settings:
@@ -446,6 +577,15 @@ class Settings(BaseSettings):
     @property
     def ingest_max_age(self) -> int:
         return self.ingest.max_age if self.ingest.max_age is not None else self.FULL_DURATION
+
+    @property
+    def public_url(self) -> str:
+        """Where links in alerts point."""
+        if self.WEBAPP_PUBLIC_URL:
+            return self.WEBAPP_PUBLIC_URL
+        host = self.WEBAPP_IP if self.WEBAPP_IP not in ("0.0.0.0", "::") else "127.0.0.1"
+        host = f"[{host}]" if ":" in host else host
+        return f"http://{host}:{self.WEBAPP_PORT}"
 
     @property
     def instance(self) -> str:

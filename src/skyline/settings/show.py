@@ -38,6 +38,13 @@ def _has_secret_keys(field: FieldInfo) -> bool:
     return isinstance(extra, dict) and bool(extra.get("secret_keys"))
 
 
+def _wholly_secret(field: FieldInfo) -> bool:
+    """A secret with no harmless part to show: a token, or a webhook URL whose path is the
+    credential (json_schema_extra={"mask": "all"}); mask_url would show it whole."""
+    extra = field.json_schema_extra
+    return isinstance(extra, dict) and extra.get("mask") == "all"
+
+
 def mask_keys(table: dict[str, Any]) -> dict[str, Any]:
     """A table whose keys are secrets (FLUX_API_KEYS), keys replaced by ***1, ***2, ...:
     numbered so that two keys with the same value (prefix) both still show."""
@@ -49,8 +56,16 @@ def _plain(value: Any) -> Any:
         return mask_url(value.get_secret_value())
     if isinstance(value, BaseModel):
         fields = type(value).model_fields
-        return {k: mask_keys(getattr(value, k)) if _has_secret_keys(f) else _plain(getattr(value, k))
-                for k, f in fields.items()}
+        out: dict[str, Any] = {}
+        for k, f in fields.items():
+            v = getattr(value, k)
+            if _has_secret_keys(f):
+                out[k] = mask_keys(v)
+            elif _wholly_secret(f) and v is not None:
+                out[k] = MASK
+            else:
+                out[k] = _plain(v)
+        return out
     if isinstance(value, Path):
         return str(value)
     if isinstance(value, list | tuple):
@@ -69,11 +84,33 @@ def as_dict(settings: BaseModel) -> dict[str, Any]:
 _BARE_KEY = re.compile(r"^[A-Za-z0-9_-]+$")
 
 
+def _key(k: str) -> str:
+    return k if _BARE_KEY.match(k) else json.dumps(k)
+
+
+def _inline(v: Any) -> str:
+    """A TOML inline value; JSON's string escapes are valid TOML, its objects are not."""
+    if isinstance(v, dict):
+        items = [f"{_key(str(k))} = {_inline(x)}" for k, x in v.items() if x is not None]
+        return "{ " + ", ".join(items) + " }" if items else "{}"
+    if isinstance(v, list | tuple):
+        return "[" + ", ".join(_inline(x) for x in v) + "]"
+    return json.dumps(v)
+
+
 def _toml_line(k: str, v: Any) -> str:
-    key = k if _BARE_KEY.match(k) else json.dumps(k)
     if v is None:
-        return f"# {key} is unset"
-    return f"{key} = {json.dumps(v)}"
+        return f"# {_key(k)} is unset"
+    return f"{_key(k)} = {_inline(v)}"
+
+
+def _table(path: str, model: BaseModel, data: dict[str, Any], lines: list[str]) -> None:
+    """One [table], its settings first, then its own tables ([alerters.smtp]) as sections."""
+    lines += ["", f"[{path}]"]
+    sections = [k for k in data if isinstance(getattr(model, k, None), BaseModel)]
+    lines += [_toml_line(k, v) for k, v in data.items() if k not in sections]
+    for k in sections:
+        _table(f"{path}.{_key(k)}", getattr(model, k), data[k], lines)
 
 
 def as_toml(settings: BaseModel) -> str:
@@ -82,6 +119,10 @@ def as_toml(settings: BaseModel) -> str:
     tables = [(k, v) for k, v in data.items() if isinstance(v, dict)]
     lines = [_toml_line(k, v) for k, v in top]
     for name, table in tables:
-        lines += ["", f"[{name}]"]
-        lines += [_toml_line(k, v) for k, v in table.items()]
+        sub = getattr(settings, name, None)
+        if isinstance(sub, BaseModel):
+            _table(name, sub, table, lines)
+        else:  # a table-valued setting at the top (FLUX_API_KEYS)
+            lines += ["", f"[{_key(name)}]"]
+            lines += [_toml_line(k, v) for k, v in table.items()]
     return "\n".join(lines) + "\n"

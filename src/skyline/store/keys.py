@@ -19,6 +19,10 @@ ANOMALY_STREAM = "skyline.events.anomalies"
 #: set of "component:instance" that have published self-metrics
 TELEMETRY_INDEX = "skyline.telemetry.instances"
 
+#: hash metric -> JSON of its open anomaly (skyline.events.incidents.Incident): one HGETALL
+#: per analyzer run reads them all, and they survive restarts
+ANALYZER_INCIDENTS = "skyline.analyzer.incidents"
+
 
 def series(metric: str) -> str:
     """The string holding a metric's packed points."""
@@ -47,3 +51,26 @@ def telemetry_gauges(component: str, instance: str) -> str:
 def roomba_cursor() -> str:
     """Where the trimming pass stopped (SSCAN cursor over METRIC_INDEX)."""
     return "skyline.roomba.cursor"
+
+
+def panorama_last(source: str, metric: str) -> str:
+    """Panorama's sampling marker (upstream panorama.last_check.<app>.<metric>): holds the id
+    of the event stored for this metric and source, for PANORAMA_EXPIRY_TIME seconds."""
+    return f"skyline.panorama.last.{source}.{{{metric}}}"
+
+
+def alert_last(channel: str, metric: str) -> str:
+    """Alert de-duplication marker (upstream last_alert.<alerter>.<metric>): holds the id of
+    the event alerted on this channel, for the matching rule's expiration."""
+    return f"skyline.alerts.last.{channel}.{{{metric}}}"
+
+
+def alert_open(channel: str, metric: str) -> str:
+    """Set while a channel that resolves (PagerDuty, Alertmanager, webhook) has an open
+    alert for the metric: a recovery is sent only then."""
+    return f"skyline.alerts.open.{channel}.{{{metric}}}"
+
+
+def alert_rate(channel: str, window: int) -> str:
+    """Counter of alerts a channel sent in one rate-limit window."""
+    return f"skyline.alerts.rate.{channel}.{window}"

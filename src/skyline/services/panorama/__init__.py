@@ -1,5 +1,14 @@
-"""Panorama: the one writer of anomaly events into SQL (and, later, queries over them)."""
+"""Panorama: the one writer of anomaly events into SQL, and the queries over them."""
 
+from fastapi import APIRouter
+
+from skyline.runtime.context import Context
+from skyline.services.panorama.api import router
 from skyline.services.panorama.service import run
 
-__all__ = ["run"]
+
+def routers(ctx: Context) -> list[APIRouter]:
+    return [router(ctx)]
+
+
+__all__ = ["routers", "run"]

@@ -107,3 +107,77 @@ class AnalyzerRun(Base):
     anomalies: Mapped[int] = mapped_column(sa.Integer)
     exceptions: Mapped[dict[str, int]] = mapped_column(sa.JSON)  # TooShort, Stale, ...
     stages: Mapped[dict[str, float]] = mapped_column(sa.JSON)  # seconds per stage/algorithm
+
+
+ALERT_ID = sa.BigInteger().with_variant(sa.Integer(), "sqlite")
+
+
+class Silence(Base):
+    """Alerts for metrics matching `pattern` are not sent until `expires`."""
+
+    __tablename__ = "silences"
+    __table_args__ = (sa.Index("ix_silences_expires", "expires"), MYSQL_TABLE_ARGS)
+
+    id: Mapped[int] = mapped_column(sa.Integer, primary_key=True, autoincrement=True)
+    pattern: Mapped[str] = mapped_column(sa.Text)
+    created: Mapped[float] = mapped_column(sa.Double)
+    expires: Mapped[float] = mapped_column(sa.Double)  # "until" is reserved in MySQL
+    reason: Mapped[str] = mapped_column(sa.Text)
+    who: Mapped[str] = mapped_column(sa.String(255))
+
+
+class AlertDelivery(Base):
+    """The delivery queue: one row per (event, channel, kind) to send, retried until sent
+    or too old. Rows stay after delivery (status sent/expired) until alerters.history_days."""
+
+    __tablename__ = "alert_deliveries"
+    __table_args__ = (
+        # at-least-once stream delivery must not queue an alert twice
+        sa.UniqueConstraint("event_id", "channel", "kind"),
+        # each channel worker asks: my pending rows that are due
+        sa.Index("ix_alert_deliveries_channel_status_next", "channel", "status", "next_attempt"),
+        sa.Index("ix_alert_deliveries_created", "created"),
+        MYSQL_TABLE_ARGS,
+    )
+
+    id: Mapped[int] = mapped_column(ALERT_ID, primary_key=True, autoincrement=True)
+    event_id: Mapped[str] = mapped_column(EVENT_ID)
+    channel: Mapped[str] = mapped_column(sa.String(32))
+    kind: Mapped[str] = mapped_column(sa.String(16))  # alert | resolve | test
+    metric: Mapped[str] = mapped_column(sa.Text)
+    payload: Mapped[dict[str, Any]] = mapped_column(sa.JSON)
+    created: Mapped[float] = mapped_column(sa.Double)
+    next_attempt: Mapped[float] = mapped_column(sa.Double)
+    attempts: Mapped[int] = mapped_column(sa.Integer)
+    status: Mapped[str] = mapped_column(sa.String(16))  # pending | sent | expired
+    claimed_until: Mapped[float] = mapped_column(sa.Double)
+    last_error: Mapped[str] = mapped_column(sa.Text)
+
+
+class AlertLog(Base):
+    """Every delivery attempt and every alert not sent (rate limit, expiry), for people
+    asking "why did I (not) get this alert"."""
+
+    __tablename__ = "alert_log"
+    __table_args__ = (
+        sa.Index("ix_alert_log_created", "created"),
+        sa.Index("ix_alert_log_event_id", "event_id"),
+        MYSQL_TABLE_ARGS,
+    )
+
+    id: Mapped[int] = mapped_column(ALERT_ID, primary_key=True, autoincrement=True)
+    delivery_id: Mapped[int | None] = mapped_column(ALERT_ID, nullable=True)
+    event_id: Mapped[str] = mapped_column(EVENT_ID)
+    channel: Mapped[str] = mapped_column(sa.String(32))
+    kind: Mapped[str] = mapped_column(sa.String(16))
+    metric: Mapped[str] = mapped_column(sa.Text)
+    attempt: Mapped[int] = mapped_column(sa.Integer)
+    status: Mapped[str] = mapped_column(sa.String(16))  # sent | error | rate_limited | expired
+    error: Mapped[str] = mapped_column(sa.Text)
+    duration: Mapped[float] = mapped_column(sa.Double)
+    created: Mapped[float] = mapped_column(sa.Double)
+
+
+silences = metadata.tables["silences"]
+alert_deliveries = metadata.tables["alert_deliveries"]
+alert_log = metadata.tables["alert_log"]

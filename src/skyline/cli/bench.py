@@ -1,0 +1,282 @@
+"""`skyline bench ...`: benchmarks on labelled data. The file handling of SNAB lives here (the
+CLI is the layer that reads and writes files); replay and scoring are skyline.snab."""
+
+from __future__ import annotations
+
+import json
+import math
+import sys
+import time
+from collections.abc import Mapping
+from pathlib import Path, PurePosixPath
+from typing import TYPE_CHECKING, Any
+
+import click
+
+from skyline.core.errors import InvalidInput
+
+if TYPE_CHECKING:
+    from skyline.snab.corpus import Rows, Windows
+    from skyline.snab.scorer import CorpusScore, ScoredFile
+
+
+@click.group()
+def bench() -> None:
+    """Benchmarks on labelled data."""
+
+
+def _detector_names() -> list[str]:
+    from skyline.snab.detectors import DETECTORS
+
+    return list(DETECTORS)
+
+
+def _read(path: Path) -> str:
+    try:
+        return path.read_text()
+    except OSError as e:
+        raise InvalidInput(f"cannot read {path}: {e.strerror or e}") from None
+
+
+def _data_files(data_dir: Path) -> dict[str, Path]:
+    """'<category>/<file>.csv' -> path, for every CSV one level below data_dir."""
+    if not data_dir.is_dir():
+        raise InvalidInput(f"{data_dir} is not a directory")
+    found = {f"{p.parent.name}/{p.name}": p for p in sorted(data_dir.glob("*/*.csv"))}
+    if not found:
+        raise InvalidInput(f"{data_dir}: no <category>/<file>.csv files")
+    return found
+
+
+def _detector_dirs(results_dir: Path) -> list[Path]:
+    """A detector's directory (holding <category>/<detector>_<file>.csv), or a directory of
+    them (NAB's results/ layout)."""
+    if not results_dir.is_dir():
+        raise InvalidInput(f"{results_dir} is not a directory")
+    if any(results_dir.glob(f"*/{results_dir.name}_*.csv")):
+        return [results_dir]
+    dirs = [d for d in sorted(results_dir.iterdir())
+            if d.is_dir() and any(d.glob(f"*/{d.name}_*.csv"))]
+    if not dirs:
+        raise InvalidInput(f"{results_dir}: no NAB results (<detector>/<category>/"
+                           "<detector>_<file>.csv)")
+    return dirs
+
+
+def _scored_file(key: str, rows: Rows, scores: Any, windows: Windows) -> ScoredFile:
+    from skyline.snab.scorer import ScoredFile, locate_windows
+
+    return ScoredFile(key, scores, locate_windows(key, rows.micros, windows[key]))
+
+
+def _load_thresholds(path: Path, detector: str) -> dict[str, float]:
+    """Thresholds per profile from an earlier `--json` output (by detector name, or its only
+    detector), or from a plain {"profile": threshold} object. null means no detections."""
+    try:
+        raw = json.loads(_read(path))
+    except json.JSONDecodeError as e:
+        raise InvalidInput(f"{path}: not JSON ({e})") from None
+    if isinstance(raw, dict) and "detectors" in raw:
+        dets = raw["detectors"]
+        if detector in dets:
+            raw = dets[detector]
+        elif len(dets) == 1:
+            raw = next(iter(dets.values()))
+        else:
+            raise InvalidInput(f"{path}: no thresholds for detector {detector} "
+                               f"(it has {', '.join(dets)})")
+    if isinstance(raw, dict) and "profiles" in raw:
+        raw = {name: p.get("threshold") for name, p in raw["profiles"].items()}
+    if not isinstance(raw, dict):
+        raise InvalidInput(f"{path}: expected thresholds per profile")
+    out = {}
+    for name, value in raw.items():
+        if value is not None and not isinstance(value, int | float):
+            raise InvalidInput(f"{path}: threshold for {name} is not a number: {value!r}")
+        out[str(name)] = math.inf if value is None else float(value)
+    return out
+
+
+def _score(files: list[ScoredFile], thresholds_from: Path | None,
+           detector: str) -> CorpusScore:
+    from skyline.snab.scorer import score_corpus
+
+    thresholds = _load_thresholds(thresholds_from, detector) if thresholds_from else None
+    return score_corpus(files, thresholds=thresholds)
+
+
+def _fmt_threshold(x: float) -> str:
+    return "none" if math.isinf(x) else f"{x:.6g}"
+
+
+def _print_tables(report: Mapping[str, Mapping[str, Any]], tuned: bool) -> None:
+    from skyline.snab.scorer import PROFILES
+
+    how = "thresholds given" if not tuned else "threshold optimised in-sample"
+    for profile in PROFILES:
+        click.echo(f"\n{profile.name}  ({how})")
+        click.echo(f"  {'detector':<22} {'score':>7} {'raw':>9} {'threshold':>10} "
+                   f"{'TP':>4} {'FN':>4} {'FP':>5}")
+        for name, entry in report.items():
+            p = entry["score"].profiles[profile.name]
+            score = "n/a" if math.isnan(p.score) else f"{p.score:.2f}"
+            click.echo(f"  {name:<22} {score:>7} {p.raw:>9.3f} "
+                       f"{_fmt_threshold(p.threshold):>10} {p.tp:>4} {p.fn:>4} {p.fp:>5}")
+
+
+def _print_abstentions(name: str, per_file: Mapping[str, Mapping[str, int]],
+                       rows: Mapping[str, int]) -> None:
+    labels = sorted({label for counts in per_file.values() for label in counts})
+    total = sum(rows.values())
+    if not labels:
+        click.echo(f"{name}: every one of {total} rows analysed")
+        return
+    sums = {label: sum(c.get(label, 0) for c in per_file.values()) for label in labels}
+    click.echo(f"{name}: rows not analysed (score 0) of {total}: "
+               + ", ".join(f"{label} {n}" for label, n in sums.items()))
+    click.echo(f"  {'file':<58} {'rows':>6} " + " ".join(f"{label:>9}" for label in labels))
+    for key, counts in per_file.items():
+        if counts:
+            click.echo(f"  {key:<58} {rows[key]:>6} "
+                       + " ".join(f"{counts.get(label, 0):>9}" for label in labels))
+
+
+def _replay_corpus(data_dir: Path, windows: Windows, detector_name: str, out_dir: Path,
+                   show_progress: bool) -> dict[str, Any]:
+    from skyline.algorithms import make_ensemble
+    from skyline.snab.corpus import format_results, parse_rows, require_same_files, result_path
+    from skyline.snab.detectors import get
+    from skyline.snab.replay import replay
+
+    detector = get(detector_name)
+    paths = _data_files(data_dir)
+    unlabelled = sorted(set(paths) - set(windows))
+    if unlabelled:
+        raise InvalidInput(f"no label windows for {len(unlabelled)} data file(s): "
+                           f"{', '.join(unlabelled[:3])} (every CSV in DATA_DIR is replayed "
+                           "and scored)")
+    require_same_files(windows, paths, str(data_dir))
+    data = {key: parse_rows(_read(path), key) for key, path in paths.items()}
+    total = sum(len(r) for r in data.values())
+    ensemble = make_ensemble(detector.params)
+    files, abstained, row_counts = [], {}, {}
+    replay_s = 0.0
+    with click.progressbar(length=total, label=f"{detector.name:<20}", file=sys.stderr,
+                           width=30, show_eta=True, hidden=not show_progress) as bar:
+        for key, rows in data.items():
+            start = time.perf_counter()
+            result = replay(rows.seconds, rows.values, detector, ensemble=ensemble,
+                            progress=bar.update)
+            replay_s += time.perf_counter() - start
+            target = out_dir / Path(*result_path(detector.name, key).parts)
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.write_text(format_results(rows, result.score))
+            files.append(_scored_file(key, rows, result.score, windows))
+            abstained[key] = result.abstained()
+            row_counts[key] = len(rows)
+    return {"files": files, "abstained": abstained, "rows": row_counts, "replay_s": replay_s,
+            "detector": detector}
+
+
+def _scored_results(detector_dir: Path, windows: Windows) -> list[ScoredFile]:
+    from skyline.snab.corpus import parse_rows, require_same_files, result_key
+
+    name = detector_dir.name
+    found = {}
+    for path in sorted(detector_dir.glob("*/*.csv")):
+        key = result_key(name, PurePosixPath(path.relative_to(detector_dir).as_posix()))
+        if key is not None:
+            found[key] = path
+    require_same_files(windows, found, str(detector_dir))
+    files = []
+    for key in windows:
+        rows = parse_rows(_read(found[key]), str(found[key]), results=True)
+        files.append(_scored_file(key, rows, rows.scores, windows))
+    return files
+
+
+@bench.command("nab")
+@click.argument("data_dir", required=False, type=click.Path(file_okay=False, path_type=Path))
+@click.option("--labels", "labels", required=True,
+              type=click.Path(dir_okay=False, path_type=Path),
+              help="NAB label windows (labels/combined_windows.json).")
+@click.option("--detector", "detectors", multiple=True, type=click.Choice(_detector_names()),
+              help="Detector configuration to replay (repeatable; default: default).")
+@click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path),
+              default=Path("var/nab-results"), show_default=True,
+              help="Where replay writes NAB-layout results (var/ is git-ignored: NAB data "
+                   "stays out of the repository).")
+@click.option("--score-only", "score_only", type=click.Path(file_okay=False, path_type=Path),
+              help="Score existing results (a detector's directory or a directory of them) "
+                   "instead of replaying DATA_DIR.")
+@click.option("--thresholds-from", "thresholds_from",
+              type=click.Path(dir_okay=False, path_type=Path),
+              help="Apply thresholds tuned elsewhere (an earlier --json output) instead of "
+                   "optimising them on these labels.")
+@click.option("--json", "as_json", is_flag=True, help="One JSON document on stdout.")
+def bench_nab(data_dir: Path | None, labels: Path, detectors: tuple[str, ...],
+              out_dir: Path, score_only: Path | None, thresholds_from: Path | None,
+              as_json: bool) -> None:
+    """Replay a NAB corpus through the analyzer's algorithms and score it as NAB does.
+
+    DATA_DIR holds <category>/<file>.csv. Each detector's results (one row per
+    data row) go to OUT/<detector>/<category>/<detector>_<file>.csv and are
+    scored per profile: standard, reward_low_FP_rate, reward_low_FN_rate.
+    See docs/benchmarks.md.
+    """
+    from skyline.snab.corpus import parse_windows
+
+    if (data_dir is None) == (score_only is None):
+        raise click.UsageError("give DATA_DIR to replay, or --score-only RESULTS_DIR")
+    if score_only is not None and detectors:
+        raise click.UsageError("--detector chooses what to replay; --score-only scores the "
+                               "results as they are")
+    windows = parse_windows(_read(labels), str(labels))
+    report: dict[str, dict[str, Any]] = {}
+    if score_only is not None:
+        for d in _detector_dirs(score_only):
+            start = time.perf_counter()
+            files = _scored_results(d, windows)
+            score = _score(files, thresholds_from, d.name)
+            report[d.name] = {"score": score, "score_s": time.perf_counter() - start}
+    else:
+        assert data_dir is not None
+        for name in detectors or ("default",):
+            run = _replay_corpus(data_dir, windows, name, out_dir,
+                                 show_progress=sys.stderr.isatty())
+            start = time.perf_counter()
+            run["score"] = _score(run["files"], thresholds_from, name)
+            run["score_s"] = time.perf_counter() - start
+            report[name] = run
+    tuned = thresholds_from is None
+    if as_json:
+        click.echo(json.dumps(_as_json(report, tuned, out_dir if score_only is None else None),
+                              indent=2))
+        return
+    for name, entry in report.items():
+        if "replay_s" in entry:
+            n = sum(entry["rows"].values())
+            click.echo(f"{name}: replayed {n} rows of {len(entry['rows'])} files in "
+                       f"{entry['replay_s']:.1f} s ({n / max(entry['replay_s'], 1e-9):,.0f} "
+                       f"rows/s); results in {out_dir / name}")
+            _print_abstentions(name, entry["abstained"], entry["rows"])
+    first = next(iter(report.values()))["score"]
+    click.echo(f"\n{len(first.files)} files, {first.n_windows} windows")
+    _print_tables(report, tuned)
+
+
+def _as_json(report: Mapping[str, Mapping[str, Any]], tuned: bool,
+             out_dir: Path | None) -> dict[str, Any]:
+    dets: dict[str, Any] = {}
+    for name, entry in report.items():
+        item: dict[str, Any] = entry["score"].as_dict(per_file=True)
+        item["score_s"] = round(entry["score_s"], 3)
+        if "replay_s" in entry:
+            item["detector"] = entry["detector"].describe()
+            item["replay_s"] = round(entry["replay_s"], 3)
+            item["rows"] = sum(entry["rows"].values())
+            item["abstained"] = {k: v for k, v in entry["abstained"].items() if v}
+            item["results"] = str(out_dir / name) if out_dir is not None else None
+        dets[name] = item
+    return {"bench": "nab", "thresholds": "optimised" if tuned else "given",
+            "detectors": dets}

@@ -1,0 +1,233 @@
+"""`skyline crucible`: one series (a CSV or JSON file, or a stored metric) through every
+algorithm, with explanations, a replay and a plot. Reading the file and writing the PNG
+happen here (the CLI is the layer that touches files); the analysis is
+skyline.services.crucible."""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import json
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Protocol
+
+import click
+
+from skyline.core.errors import InvalidInput, NotFound
+from skyline.core.timeutil import iso
+
+if TYPE_CHECKING:
+    from skyline.core.types import FloatArray
+    from skyline.runtime.customalgos import CustomSpec
+    from skyline.runtime.judge import Judge
+    from skyline.services.crucible import Examination, Replay
+    from skyline.settings import Settings
+
+
+class _HasSettings(Protocol):
+    def settings(self) -> Settings: ...
+
+
+APP = "crucible"
+
+
+def _read_file(path: Path, min_points: int) -> tuple[FloatArray, FloatArray]:
+    from skyline.services.crucible import parse_series
+
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise InvalidInput(f"{path}: no such file") from None
+    except UnicodeDecodeError:
+        raise InvalidInput(f"{path}: not CSV or JSON (not text)") from None
+    except OSError as e:
+        raise InvalidInput(f"{path}: cannot read: {e.strerror or e}") from None
+    kind = {".json": "json", ".csv": "csv"}.get(path.suffix.lower())
+    return parse_series(text, str(path), min_points=min_points, kind=kind)
+
+
+def _read_metric(settings: Settings, name: str, min_points: int
+                 ) -> tuple[FloatArray, FloatArray]:
+    from skyline.services.crucible import check_series
+    from skyline.store import keys
+    from skyline.store.hotstore import HotStore
+    from skyline.store.redis_client import redis_session
+
+    with redis_session(settings) as h:
+        series = HotStore(h.client).read_one(name)
+        if not len(series) and not h.client.sismember(keys.METRIC_INDEX, name):
+            raise NotFound(f"no metric named {name!r} (see `skyline metrics list`)")
+    check_series(series.timestamps, name, min_points)
+    return series.timestamps, series.values
+
+
+def _select(settings: Settings, wanted: str | None
+            ) -> tuple[list[str], tuple[CustomSpec, ...]]:
+    """The built-in/plug-in algorithms and the custom ones to run."""
+    from skyline.algorithms import OPTIONAL_BUILTINS, discover
+    from skyline.runtime.customalgos import specs_from_settings
+
+    customs = specs_from_settings(settings, APP)
+    if not wanted:
+        return list(settings.ALGORITHMS), customs
+    names = [n.strip() for n in wanted.split(",") if n.strip()]
+    registry = {**OPTIONAL_BUILTINS, **discover()}
+    by_name = {c.name: c for c in customs}
+    unknown = [n for n in names if n not in registry and n not in by_name]
+    if unknown:
+        known = sorted(set(registry) | set(by_name))
+        raise InvalidInput(f"unknown algorithm {', '.join(unknown)}; known: {', '.join(known)}")
+    if len(set(names)) != len(names):
+        raise InvalidInput("--algorithms lists an algorithm twice")
+    return ([n for n in names if n not in by_name],
+            tuple(by_name[n] for n in names if n in by_name))
+
+
+@contextlib.contextmanager
+def _judge(settings: Settings, builtins: list[str], customs: tuple[CustomSpec, ...]
+           ) -> Iterator[Judge]:
+    from skyline.runtime.analysis_settings import analysis_params
+    from skyline.runtime.judge import Judge
+    from skyline.runtime.sandbox import Sandbox
+
+    if not builtins and not customs:
+        raise InvalidInput("no algorithm selected")
+    consensus = max(1, min(settings.CONSENSUS, len(builtins) + len(customs)))
+    algorithms = tuple(builtins) or tuple(settings.ALGORITHMS[:1])  # the ensemble needs one
+    algorithm_params = {k: v for k, v in settings.analyzer.algorithm_params.items()
+                        if k in algorithms}
+    params = analysis_params(settings, algorithms=algorithms,
+                             consensus=min(consensus, len(algorithms)), early_stop=False,
+                             algorithm_params=algorithm_params)
+    sandbox = Sandbox(customs) if customs else None
+    try:
+        yield Judge(params, customs, sandbox=sandbox, run_builtins=bool(builtins),
+                    consensus=consensus)
+    finally:
+        if sandbox is not None:
+            sandbox.close()
+
+
+def _replay(judge: Judge, metric: str, t: FloatArray, v: FloatArray, expiration: float,
+            show_progress: bool) -> Replay:
+    from skyline.services.crucible import replay
+
+    total = max(0, len(t) - max(0, judge.params.min_tolerable_length - 1))
+    if not show_progress:
+        return replay(judge, metric, t, v, expiration=expiration)
+    with click.progressbar(length=total, label="replay", file=sys.stderr,
+                           show_pos=True) as bar:
+        return replay(judge, metric, t, v, expiration=expiration, progress=bar.update)
+
+
+def _as_json(source: str, ex: Examination, rp: Replay | None, plot: str | None,
+             expiration: float) -> dict[str, Any]:
+    out: dict[str, Any] = {
+        "source": source, "points": ex.points, "status": ex.status,
+        "timestamp": ex.timestamp, "value": ex.value, "anomalous": ex.anomalous,
+        "score": ex.score, "votes": ex.votes, "opinions": ex.opinions,
+        "consensus": ex.consensus, "triggered": list(ex.triggered),
+        "algorithms": [dataclasses.asdict(r) for r in ex.results],
+    }
+    if rp is not None:
+        out["replay"] = {
+            "expiration": expiration, "windows_judged": rp.judged,
+            "anomalous_points": rp.anomalous_count,
+            "events": [dataclasses.asdict(e) | {"triggered": list(e.triggered)}
+                       for e in rp.events],
+            "alerts": [e.timestamp for e in rp.alerts],
+        }
+    if plot:
+        out["plot"] = plot
+    return out
+
+
+def _text(source: str, ex: Examination, rp: Replay | None, plot: str | None,
+          expiration: float, t: FloatArray) -> list[str]:
+    lines = [f"{source}: {ex.points} points, {iso(float(t[0]))} to {iso(float(t[-1]))}; "
+             f"{len(ex.window_values)} analysed (status: {ex.status})"]
+    width = max((len(r.algorithm) for r in ex.results), default=10)
+    for r in ex.results:
+        verdict = {True: "ANOMALOUS", False: "normal", None: "-"}[r.verdict]
+        lines.append(f"  {r.algorithm:<{width}}  {verdict:<9}  {r.text}")
+    lines.append(f"consensus: {ex.votes} of {ex.opinions} algorithms with an opinion said "
+                 f"anomalous (CONSENSUS {ex.consensus}): "
+                 f"{'ANOMALOUS' if ex.anomalous else 'not anomalous'} at {iso(ex.timestamp)} "
+                 f"(value {ex.value:.6g}, score {ex.score:.2f})")
+    if rp is not None:
+        events = [e for e in rp.events if e.status == "anomalous"]
+        lines.append(f"replay: {rp.judged} windows judged, {rp.anomalous_count} anomalous; "
+                     f"{len(events)} anomaly events, {len(rp.alerts)} alerts "
+                     f"(EXPIRATION_TIME {expiration:g} s)")
+        for e in rp.events:
+            if e.status == "anomalous":
+                what = ("ALERT  " if e.alert else "event  ") + \
+                    f"score {e.score:.2f}  {', '.join(e.triggered)}"
+            else:
+                what = "recovered"
+            lines.append(f"  {iso(e.timestamp)} ({e.timestamp:.0f})  value {e.value:.6g}  {what}")
+    if plot:
+        lines.append(f"plot: {plot}")
+    return lines
+
+
+@click.command()
+@click.argument("path", required=False, type=click.Path(path_type=Path, dir_okay=False))
+@click.option("--metric", help="Analyse this metric from the hot store instead of a file.")
+@click.option("--algorithms", help="Comma-separated algorithms (default: ALGORITHMS and the "
+              "CUSTOM_ALGORITHMS used with crucible).")
+@click.option("--replay", "do_replay", is_flag=True,
+              help="Judge the window ending at every point, as the analyzer would have, and "
+              "list where it would have alerted (EXPIRATION_TIME apart).")
+@click.option("--plot", type=click.Path(path_type=Path, dir_okay=False),
+              help="Write a PNG of the series with the anomalous points marked.")
+@click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
+@click.pass_obj
+def crucible(obj: _HasSettings, path: Path | None, metric: str | None, algorithms: str | None,
+             do_replay: bool, plot: Path | None, as_json: bool) -> None:
+    """Analyse one series: a CSV (timestamp,value; header optional) or JSON ([[t, v], ...]
+    or {"points": ...}) file, or --metric NAME from the hot store. Prints each algorithm's
+    verdict and explanation and the consensus."""
+    from skyline.services.crucible import examine
+
+    if (path is None) == (metric is None):
+        raise click.UsageError("give a PATH or --metric NAME (one of them)")
+    settings = obj.settings()
+    min_points = settings.MIN_TOLERABLE_LENGTH
+    if path is not None:
+        t, v = _read_file(path, min_points)
+        source, name, now = str(path), path.stem, None
+    else:
+        assert metric is not None
+        t, v = _read_metric(settings, metric, min_points)
+        source, name, now = metric, metric, time.time()
+    builtins, customs = _select(settings, algorithms)
+    expiration = float(settings.EXPIRATION_TIME)
+    rp = None
+    with _judge(settings, builtins, customs) as judge:
+        ex = examine(judge, name, t, v, now=now)
+        if do_replay or plot is not None:
+            rp = _replay(judge, name, t, v, expiration, show_progress=True)
+    plot_path = None
+    if plot is not None:
+        from skyline.plots.series import series_png
+
+        assert rp is not None
+        png = series_png(t, v, title=f"{source}: {rp.anomalous_count} anomalous points",
+                         anomalous=rp.anomalous, alerts=[e.timestamp for e in rp.alerts],
+                         recovered=[e.timestamp for e in rp.events if e.status == "recovered"])
+        try:
+            plot.write_bytes(png)
+        except OSError as e:
+            raise InvalidInput(f"{plot}: cannot write: {e.strerror or e}") from None
+        plot_path = str(plot)
+    shown = rp if do_replay else None
+    if as_json:
+        click.echo(json.dumps(_as_json(source, ex, shown, plot_path, expiration),
+                              allow_nan=False))
+    else:
+        for line in _text(source, ex, shown, plot_path, expiration, t):
+            click.echo(line)

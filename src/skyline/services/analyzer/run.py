@@ -1,0 +1,176 @@
+"""One analyzer run: every metric in the index, split across the workers, judged, and the
+outcome turned into events on the anomaly stream and run statistics."""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections import Counter
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import redis
+
+from skyline.events.stream import publish
+from skyline.runtime.judge import CustomFailures, Judgement
+from skyline.services.analyzer.config import AnalyzerConfig, from_settings
+from skyline.services.analyzer.incidents import Decisions, IncidentStore, decide
+from skyline.services.analyzer.slice import Job, SliceResult
+from skyline.services.analyzer.workers import InlinePool, PoolOutcome, WorkerPool
+from skyline.settings import Settings
+from skyline.store.hotstore import HotStore
+from skyline.store.sql.runs import RunStats
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class RunReport:
+    stats: RunStats
+    decisions: Decisions = field(default_factory=Decisions)
+    anomalies: int = 0  # metrics judged anomalous (events or not)
+    failed: list[str] = field(default_factory=list)
+    unanalysed: int = 0
+    custom: CustomFailures = field(default_factory=CustomFailures)
+    algorithm_errors: dict[str, str] = field(default_factory=dict)
+    breakdown: Counter[str] = field(default_factory=Counter)  # anomalies per algorithm
+    abandoned: bool = False
+    restarts: int = 0
+    found: list[Judgement] = field(default_factory=list)  # every anomalous judgement
+
+    @property
+    def metrics_per_second(self) -> float:
+        d = self.stats.duration
+        return self.stats.metrics / d if d > 0 else 0.0
+
+
+def split(names: list[str], parts: int) -> list[list[str]]:
+    """Contiguous, nearly equal slices (names are sorted, so one namespace mostly stays with
+    one worker); no empty slice."""
+    parts = max(1, min(parts, len(names)))
+    size, extra = divmod(len(names), parts)
+    out, lo = [], 0
+    for i in range(parts):
+        hi = lo + size + (1 if i < extra else 0)
+        out.append(names[lo:hi])
+        lo = hi
+    return [p for p in out if p]
+
+
+def _exceptions(merged: SliceResult, outcome: PoolOutcome, custom: CustomFailures
+                ) -> dict[str, int]:
+    """Upstream's exception breakdown, plus what is new here."""
+    ex: Counter[str] = Counter(merged.exceptions)
+    # a name in the index whose series is gone was trimmed meanwhile: upstream's
+    # DeletedByRoomba, told apart from a series that exists but holds no point
+    # (both come out of preparation as series without points)
+    ex["EmptyTimeseries"] -= merged.missing + merged.wrong_type
+    ex["DeletedByRoomba"] += merged.missing
+    ex["WrongType"] += merged.wrong_type
+    ex["CustomAlgorithmError"] += custom.total("error") + custom.total("crash") + \
+        custom.total("unavailable")
+    ex["CustomAlgorithmTimeout"] += custom.total("timeout")
+    ex["CustomAlgorithmSkipped"] += custom.total("skipped")
+    ex["AlgorithmError"] += len(merged.algorithm_errors)
+    ex["NotAnalysed"] += outcome.unanalysed
+    return {k: int(v) for k, v in sorted(ex.items()) if v > 0}
+
+
+class Analyzer:
+    """The parent side: lists the metrics, hands slices to the workers, decides the events."""
+
+    def __init__(self, settings: Settings, client: redis.Redis, url: str, *,
+                 processes: int | None = None, inline: bool = False,
+                 registry: Mapping[str, Any] | None = None) -> None:
+        self.settings = settings
+        self.config: AnalyzerConfig = from_settings(settings, registry)
+        self.client = client
+        self.store = HotStore(client)
+        self.incidents = IncidentStore(client)
+        self.instance = settings.instance
+        n = settings.ANALYZER_PROCESSES if processes is None else processes
+        self.pool: WorkerPool | InlinePool
+        if inline:
+            self.pool = InlinePool(self.config, client)
+        else:
+            self.pool = WorkerPool(self.config, url, processes=n,
+                                   timeout=max(settings.redis.connect_timeout, 30.0),
+                                   runtime_limit=settings.MAX_ANALYZER_PROCESS_RUNTIME)
+        self._logged_errors: set[tuple[str, str]] = set()
+
+    def start(self) -> None:
+        self.pool.start()
+
+    def close(self) -> None:
+        self.pool.close()
+
+    def run_once(self, now: float | None = None, stop: threading.Event | None = None
+                 ) -> RunReport:
+        started = time.time()
+        t0 = time.perf_counter()
+        names = self.config.skip_filter(self.store.names())
+        incidents = self.incidents.load()
+        listed = time.perf_counter()
+        watch = frozenset(incidents)
+        jobs = [Job(part, watch, now) for part in split(names, self.pool.processes)]
+        restarts = self.pool.restarts
+        outcome = self.pool.run(jobs, stop)
+        if outcome.redis_error:
+            raise redis.ConnectionError(outcome.redis_error)
+        worked = time.perf_counter()
+        merged = SliceResult()
+        for r in outcome.results:
+            merged.merge(r)
+        decisions = decide(merged.anomalies, merged.normal, incidents, self.config.expiration,
+                           created=started)
+        if decisions.events:
+            # one round trip for every event (a Pipeline is a Redis client to publish())
+            pipe = self.client.pipeline(transaction=False)
+            for event in decisions.events:
+                publish(pipe, event, maxlen=self.settings.redis.anomaly_stream_maxlen)
+            pipe.execute()
+        complete = not outcome.failed and not outcome.abandoned and not outcome.unanalysed
+        present = set(names)
+        forget = [m for m in incidents if m not in present] if complete else []
+        self.incidents.save(decisions, forget)
+        done = time.perf_counter()
+
+        stages = {k: round(v, 4) for k, v in merged.stages.items()}
+        stages.update(list=round(listed - t0, 4), workers=round(worked - listed, 4),
+                      publish=round(done - worked, 4))
+        stats = RunStats(instance=self.instance, started=started, duration=done - t0,
+                         metrics=len(names), analysed=merged.analysed,
+                         anomalies=len(merged.anomalies),
+                         exceptions=_exceptions(merged, outcome, merged.custom), stages=stages)
+        report = RunReport(stats=stats, decisions=decisions, anomalies=len(merged.anomalies),
+                           failed=outcome.failed, unanalysed=outcome.unanalysed,
+                           custom=merged.custom, algorithm_errors=merged.algorithm_errors,
+                           abandoned=outcome.abandoned,
+                           restarts=self.pool.restarts - restarts + merged.restarts,
+                           found=sorted(merged.anomalies, key=lambda j: j.metric))
+        for j in merged.anomalies:
+            report.breakdown.update(j.triggered)
+        self._log(report)
+        return report
+
+    def _log(self, r: RunReport) -> None:
+        s = r.stats
+        log.info("analyzer run: %d metrics, %d analysed, %d anomalous (%d events, %d "
+                 "recovered, %d within EXPIRATION_TIME) in %.2fs; exceptions %s; breakdown %s",
+                 s.metrics, s.analysed, r.anomalies, len(r.decisions.anomalous),
+                 len(r.decisions.recovered), r.decisions.suppressed, s.duration,
+                 s.exceptions or "none", dict(r.breakdown) or "none")
+        for line in r.failed:
+            log.error("analyzer: %s", line)
+        # one line per distinct failure, not one per metric per run
+        for name, text in {**r.algorithm_errors,
+                           **{f"custom {k}": v for k, v in r.custom.first.items()}}.items():
+            if (name, text) not in self._logged_errors:
+                if len(self._logged_errors) > 10_000:
+                    self._logged_errors.clear()
+                self._logged_errors.add((name, text))
+                counts = dict(r.custom.counts.get(name.removeprefix("custom "), {}))
+                log.warning("algorithm %s failed: %s%s", name, text,
+                            f" (this run: {counts})" if counts else "")

@@ -1,0 +1,123 @@
+"""The analyzer through the real commands: `skyline run` analyses what is in the hot store and
+the anomaly lands in SQL once, with explanations and its window; `skyline analyze --once`."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+
+from skyline.core.events import AnomalyEvent
+from skyline.events.stream import FIELD
+from skyline.settings import load_settings
+from skyline.store import keys
+from skyline.store.redis_client import redis_session
+from skyline.store.series import encode
+from skyline.store.sql import latest_anomalies, latest_runs, make_engine
+from tests.conftest import free_port
+from tests.e2e.skylineproc import Running, cli, env_for
+
+
+def _load(data: Path, now: float) -> None:
+    """Five metrics of normal noise and one whose last points spike, straight into the store."""
+    t = now - 60.0 * np.arange(200)[::-1]
+    with redis_session(load_settings(DATA_DIR=data)) as h:
+        for i in range(6):
+            v = np.random.default_rng(i).normal(100.0, 5.0, 200)
+            name = f"e2e.normal.{i}"
+            if i == 5:
+                v[-3:] += 250
+                name = "e2e.spiked"
+            h.client.set(keys.series(name), encode(t, v))
+            h.client.sadd(keys.METRIC_INDEX, name)
+
+
+def _stream(data: Path) -> list[AnomalyEvent]:
+    with redis_session(load_settings(DATA_DIR=data)) as h:
+        return [AnomalyEvent.from_json(f[FIELD]) for _, f in
+                h.client.xrange(keys.ANOMALY_STREAM)]
+
+
+def test_skyline_run_analyses_everything_and_stores_each_anomaly_once(tmp_path):
+    port = free_port()
+    data = tmp_path / "var"
+    env = env_for(data, port, SKYLINE_ANALYZER_OPTIMUM_RUN_DURATION="1",
+                  SKYLINE_ANALYZER_PROCESSES="2", SKYLINE_PANORAMA_EXPIRY_TIME="0")
+    run = Running(env, tmp_path)
+    try:
+        run.wait_healthy(f"http://127.0.0.1:{port}")
+        _load(data, time.time())
+        engine = make_engine(f"sqlite:///{data / 'skyline.db'}")
+        deadline = time.monotonic() + 90
+        rows: list[AnomalyEvent] = []
+        while time.monotonic() < deadline and not rows:
+            rows = latest_anomalies(engine, limit=50)
+            time.sleep(0.3)
+        assert rows, "no anomaly reached SQL"
+        # several more runs within EXPIRATION_TIME: still the one row
+        runs_before = len(latest_runs(engine, limit=1000))
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and len(latest_runs(engine, limit=1000)) < \
+                runs_before + 3:
+            time.sleep(0.3)
+        assert len(latest_runs(engine, limit=1000)) >= runs_before + 3
+        time.sleep(1)
+        rows = latest_anomalies(engine, limit=50)
+        runs = latest_runs(engine, limit=5)
+        engine.dispose()
+        stream = _stream(data)
+    finally:
+        assert run.stop() == 0, run.stderr
+    assert [(r.metric, r.status, r.source) for r in rows] == \
+        [("e2e.spiked", "anomalous", "analyzer")]
+    stored = rows[0]
+    assert len(stored.triggered) >= 6
+    assert len(stored.results) == 9 and all(r.text for r in stored.results)
+    wt, wv = stored.window_arrays()
+    assert len(wt) == 200 and wv[-1] == stored.value
+    assert [e.metric for e in stream] == ["e2e.spiked"]
+    assert runs[0].metrics == 6 and runs[0].analysed == 6
+    assert {"fetch", "prepare", "algorithms", "publish"} <= set(runs[0].stages)
+    assert "Traceback" not in run.stderr
+
+
+def test_analyze_once_prints_the_run_and_its_anomalies(tmp_path):
+    data = tmp_path / "var"
+    env = env_for(data, free_port())
+    _load(data, time.time())
+    r = cli(env, "analyze", "--once", "--json")
+    assert r.returncode == 0, r.stderr
+    out = json.loads(r.stdout)
+    assert out["stats"]["metrics"] == 6 and out["stats"]["analysed"] == 6
+    assert [a["metric"] for a in out["anomalies"]] == ["e2e.spiked"]
+    a = out["anomalies"][0]
+    assert a["score"] > 0.5 and len(a["triggered"]) >= 6 and a["value"] > 300
+    assert out["events"] == {"anomalous": 1, "recovered": 0, "suppressed": 0}
+
+    r = cli(env, "analyze", "--once", "--processes", "0")  # text; the anomaly is still open
+    assert r.returncode == 0, r.stderr
+    assert "analysed 6 of 6 metrics" in r.stdout
+    assert "1 anomalous (0 new events, 0 recovered, 1 within EXPIRATION_TIME" in r.stdout
+    line = next(x for x in r.stdout.splitlines() if "e2e.spiked" in x)
+    assert "histogram_bins" in line and "score" in line
+
+    engine = make_engine(f"sqlite:///{data / 'skyline.db'}")
+    assert len(latest_runs(engine)) == 2
+    engine.dispose()
+    assert len(_stream(data)) == 1
+
+    r = cli(env, "analyze")
+    assert r.returncode != 0 and "--once" in r.stderr
+
+
+def test_unknown_algorithm_is_one_clear_line(tmp_path):
+    env = env_for(tmp_path / "var", free_port(), SKYLINE_ALGORITHMS='["grubbs", "nope"]',
+                  SKYLINE_CONSENSUS="1")
+    for args in (("analyze", "--once"), ("config", "check")):
+        r = cli(env, *args)
+        assert r.returncode == 1
+        assert r.stderr.strip().splitlines() == [
+            r.stderr.strip().splitlines()[0]] and "unknown algorithm 'nope'" in r.stderr
+        assert r.stderr.startswith("error: setting ALGORITHMS:")

@@ -1,0 +1,204 @@
+"""NAB replay: batched over windows, it must judge every row exactly as the analyzer would
+judge that row's history on its own (analyse() on the prefix, now = the row's timestamp)."""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+
+import numpy as np
+import pytest
+
+from skyline.algorithms import (
+    ABSTAIN,
+    BUILTINS,
+    AnalysisParams,
+    Batch,
+    Status,
+    analyse,
+    make_ensemble,
+    prepare,
+)
+from skyline.snab.detectors import (
+    CLASSIC_7,
+    CLASSIC_9,
+    DEFAULT,
+    DETECTORS,
+    INTENSITY,
+    MEAN_VOTE,
+    VERDICT,
+    VOTE_SHARE,
+    Detector,
+    _range_max,
+    get,
+    hold_back,
+    likelihood,
+)
+from skyline.snab.replay import replay, window_starts
+
+
+def _series(n: int = 260, seed: int = 3) -> tuple[np.ndarray, np.ndarray]:
+    """A minute-step series with noise, a flat stretch (Boring), spikes, a repeated timestamp
+    and a step back in time, like NAB's files."""
+    rng = np.random.default_rng(seed)
+    t = 1_600_000_000.0 + 60.0 * np.arange(n)
+    v = 10 + np.sin(np.arange(n) / 9) + rng.normal(0, 0.3, n)
+    v[60:75] = 7.0
+    v[[120, 121, 200]] += [9.0, 8.0, -12.0]
+    t[150] = t[149]  # repeated timestamp
+    t[230:] -= 600  # the clock steps back ten minutes
+    return t, v
+
+
+SMALL = AnalysisParams(full_duration=3 * 3600, min_tolerable_length=30,
+                       max_tolerable_boredom=12)
+
+
+@pytest.mark.parametrize("score", [VOTE_SHARE, VERDICT, MEAN_VOTE], ids=lambda s: s.name)
+def test_replay_equals_the_analyzer_row_by_row(score):
+    t, v = _series()
+    det = Detector("t", "test", SMALL, score)
+    got = replay(t, v, det, chunk_points=2000)
+    assert len(got) == len(t)
+    ensemble = make_ensemble(SMALL)
+    for i in range(len(t)):
+        ref = analyse([(t[:i + 1], v[:i + 1])], SMALL, now=float(t[i]), ensemble=ensemble)
+        assert got.status[i] == ref.status[0], i
+        assert got.votes[i] == ref.votes[0], i
+        assert got.opinions[i] == ref.opinions[0], i
+        if ref.status[0] != Status.OK:
+            assert got.score[i] == 0.0
+        elif score is VOTE_SHARE:
+            assert got.score[i] == ref.score[0], i
+        elif score is VERDICT:
+            assert got.score[i] == float(ref.anomalous[0]), i
+        else:
+            assert got.score[i] == ref.votes[0] / len(SMALL.algorithms), i
+    # the test data exercises the interesting paths
+    assert {Status.OK, Status.TOO_SHORT, Status.BORING} <= set(got.status.tolist())
+    assert got.votes.max() >= SMALL.consensus
+
+
+def test_chunking_does_not_change_the_outcome():
+    t, v = _series()
+    whole = replay(t, v, CLASSIC_9)
+    tiny = replay(t, v, CLASSIC_9, chunk_points=50)
+    for field in ("score", "status", "votes", "opinions", "verdicts"):
+        assert np.array_equal(getattr(whole, field), getattr(tiny, field)), field
+
+
+def test_expanding_history_sees_every_row_so_far_with_the_anchor():
+    t, v = _series()
+    got = replay(t, v, CLASSIC_7, chunk_points=3000)
+    ensemble = make_ensemble(CLASSIC_7.params)
+    assert CLASSIC_7.history is None and CLASSIC_7.anchor is not None
+    for i in range(0, len(t), 7):
+        batch = Batch.from_series([(t[:i + 1], v[:i + 1])], full_duration=CLASSIC_7.anchor)
+        ref = ensemble.run(batch)
+        assert np.array_equal(got.verdicts[i], ref.verdicts[0]), i
+        assert got.score[i] == ref.votes[0] / 7
+    assert not got.abstained()  # NAB's port had no TooShort/Boring/Stale
+
+
+def test_first_hour_baseline_includes_the_point_exactly_a_day_back():
+    # 30-minute data: NAB's [t - 24 h, t - 23 h) holds two points; an anchor of exactly 24 h
+    # (an open interval) would hold one and abstain
+    n = 60
+    t = 1_600_000_000.0 + 1800.0 * np.arange(n)
+    v = np.full(n, 5.0)
+    v[::2] = 6.0
+    v[-1] = 40.0
+    got = replay(t, v, CLASSIC_7)
+    fha = CLASSIC_7.params.algorithms.index("first_hour_average")
+    assert got.verdicts[-1, fha] == 1
+    assert got.verdicts[47, fha] == ABSTAIN  # less than a day of history
+
+
+def test_abstentions_are_counted_and_score_zero():
+    t, v = _series()
+    got = replay(t, v, Detector("t", "test", SMALL, VOTE_SHARE))
+    counts = got.abstained()
+    assert counts["TooShort"] == SMALL.min_tolerable_length - 1
+    assert counts["Boring"] == int(np.sum(got.status == Status.BORING)) > 0
+    assert np.all(got.score[got.status != Status.OK] == 0.0)
+
+
+def test_window_starts_follow_the_history():
+    t = np.array([0.0, 60, 120, 180, 240, 200, 300])
+    assert window_starts(t, None).tolist() == [0] * 7
+    # 130 s of history: rows newer than (running newest - 130)
+    assert window_starts(t, 130.0).tolist() == [0, 0, 0, 1, 2, 2, 3]
+
+
+def test_the_default_detector_is_the_analyzers_default():
+    assert DEFAULT.params == AnalysisParams()
+    assert DEFAULT.history == 86400.0
+    assert CLASSIC_9.history == 86400.0
+    assert set(CLASSIC_9.params.algorithms) == set(BUILTINS)  # Etsy's nine
+    assert math.isinf(CLASSIC_7.params.full_duration)
+    assert set(CLASSIC_7.params.algorithms) == set(BUILTINS) - {
+        "grubbs", "ks_test"}
+    assert set(DETECTORS) >= {"default", "classic-7", "classic-9"}
+    with pytest.raises(Exception, match="unknown detector"):
+        get("nope")
+
+
+# --- causal post-processing and continuous scores (exploration detectors) ----------------------
+def test_hold_back_keeps_the_first_row_of_a_run_and_rows_after_quiet():
+    t = 60.0 * np.arange(7)
+    s = np.array([0.0, 1.0, 1.0, 1.0, 0.0, 0.5, 1.0])
+    # 150 s: row 6 sees rows 4-5 only (0 and 0.5) and fires again; row 5 still sees row 3
+    assert hold_back(150.0)(t, s).tolist() == [0.0, 1.0, 0.0, 0.0, 0.0, 0.0, 1.0]
+    # a rising run is not a repeat at the higher thresholds that separate its rows
+    assert hold_back(600.0)(t[:3], np.array([0.2, 0.5, 0.9])).tolist() == [0.2, 0.5, 0.9]
+
+
+@pytest.mark.parametrize("post", [hold_back(900.0), likelihood(5, 40)], ids=["hold", "lik"])
+def test_post_processing_is_causal(post):
+    rng = np.random.default_rng(1)
+    t = np.cumsum(rng.choice([60.0, 120.0, 300.0], size=300))
+    s = rng.choice([0.0, 0.3, 0.6, 1.0], size=300, p=[0.7, 0.1, 0.1, 0.1])
+    full = post(t, s)
+    for cut in (1, 50, 173, 299):
+        changed = s.copy()
+        changed[cut:] = rng.random(300 - cut)
+        assert np.array_equal(post(t, changed)[:cut], full[:cut]), cut
+
+
+def test_range_max_matches_slices():
+    rng = np.random.default_rng(2)
+    x = rng.normal(size=97)
+    lo = rng.integers(0, 97, size=500)
+    hi = np.minimum(lo + rng.integers(0, 40, size=500), 97)
+    want = [x[a:b].max() if b > a else -np.inf for a, b in zip(lo, hi, strict=True)]
+    assert _range_max(x, lo, hi).tolist() == want
+
+
+def test_likelihood_rises_when_recent_scores_rise():
+    t = 60.0 * np.arange(200)
+    s = np.zeros(200)
+    s[::10] = 0.2
+    s[190:] = 1.0
+    out = likelihood(5, 100)(t, s)
+    assert out[195] > 0.9 > out[150]
+    assert np.all((out > 0) & (out < 1))
+
+
+def test_intensity_rule_is_the_ensembles_intensity():
+    t, v = _series()
+    det = Detector("t", "test", dataclasses.replace(SMALL, early_stop=False), INTENSITY)
+    got = replay(t, v, det)
+    ensemble = make_ensemble(det.params)
+    for i in (100, 121, 200, 259):
+        prepared = prepare([(t[:i + 1], v[:i + 1])], det.params)
+        ref = ensemble.run(prepared.batches[0])
+        assert got.score[i] == pytest.approx(float(ref.intensity[0]), rel=1e-12)
+
+
+def test_replay_applies_the_detectors_post_processing():
+    t, v = _series()
+    plain = Detector("t", "test", dataclasses.replace(SMALL, consensus=3), VERDICT)
+    held = dataclasses.replace(plain, post=hold_back(3600.0))
+    a, b = replay(t, v, plain), replay(t, v, held)
+    assert np.array_equal(b.score, hold_back(3600.0)(t, a.score))
+    assert 0 < b.score.sum() < a.score.sum()  # repeats within the hour are dropped
