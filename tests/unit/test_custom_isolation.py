@@ -215,3 +215,18 @@ def test_entry_point_forms_load_natively(monkeypatch: pytest.MonkeyPatch):
     assert loaded.recorder.error == "ArithmeticError: negative"
     with pytest.raises(Exception, match="no skyline.algorithms entry point"):
         customalgos.load(CustomSpec(name="other", namespaces=("**",)))
+
+
+def test_optional_builtins_are_scoped_to_namespaces_like_custom_algorithms():
+    """CUSTOM_ALGORITHMS can opt a namespace into a costly optional built-in by name."""
+    from skyline.algorithms.extra.abs_stddev_from_median import AbsStddevFromMedian
+    from skyline.runtime import customalgos
+
+    spec = CustomSpec(name="abs_stddev_from_median", namespaces=("db.**",),
+                      params={"sigma": 3.0})
+    customalgos.check_entry_points((spec,), names={})
+    loaded = customalgos.load(spec)
+    assert isinstance(loaded.algorithm, AbsStddevFromMedian)
+    assert spec.matcher().any("db.queries") and not spec.matcher().any("web.requests")
+    with pytest.raises(Exception, match="no algorithm_source"):
+        customalgos.check_entry_points((CustomSpec(name="nope", namespaces=("**",)),), names={})

@@ -22,7 +22,13 @@ from dataclasses import dataclass, field
 from importlib import metadata
 from typing import Any
 
-from skyline.algorithms import ENTRY_POINT_GROUP, Algorithm, SeriesAlgorithm, UpstreamAlgorithm
+from skyline.algorithms import (
+    ENTRY_POINT_GROUP,
+    OPTIONAL_BUILTINS,
+    Algorithm,
+    SeriesAlgorithm,
+    UpstreamAlgorithm,
+)
 from skyline.core.errors import InvalidInput, UnknownAlgorithm
 from skyline.core.patterns import PatternSet
 from skyline.settings import Settings
@@ -64,7 +70,8 @@ def check_entry_points(specs: tuple[CustomSpec, ...],
     if names is None:
         names = {ep.name: ep for ep in metadata.entry_points(group=ENTRY_POINT_GROUP)}
     for spec in specs:
-        if not spec.source and spec.name not in names:
+        # the optional built-ins (isolation_forest, mstl, ...) are scoped the same way
+        if not spec.source and spec.name not in names and spec.name not in OPTIONAL_BUILTINS:
             raise UnknownAlgorithm(
                 f"custom algorithm {spec.name!r} has no algorithm_source and no "
                 f"{ENTRY_POINT_GROUP} entry point of that name is installed")
@@ -117,6 +124,8 @@ def load(spec: CustomSpec) -> Loaded:
         rec = _Recorder(fn)
         return Loaded(spec, UpstreamAlgorithm(name=spec.name, fn=rec, params=dict(spec.params),
                                               parent_pid=os.getppid()), rec)
+    if spec.name in OPTIONAL_BUILTINS:
+        return Loaded(spec, OPTIONAL_BUILTINS[spec.name](**dict(spec.params)))
     eps = [ep for ep in metadata.entry_points(group=ENTRY_POINT_GROUP) if ep.name == spec.name]
     if not eps:
         raise UnknownAlgorithm(f"no {ENTRY_POINT_GROUP} entry point named {spec.name!r}")
