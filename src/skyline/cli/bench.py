@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
+from skyline.cli.lazy import LazyChoice
 from skyline.core.errors import InvalidInput
 
 if TYPE_CHECKING:
@@ -200,7 +201,7 @@ def _scored_results(detector_dir: Path, windows: Windows) -> list[ScoredFile]:
 @click.option("--labels", "labels", required=True,
               type=click.Path(dir_okay=False, path_type=Path),
               help="NAB label windows (labels/combined_windows.json).")
-@click.option("--detector", "detectors", multiple=True, type=click.Choice(_detector_names()),
+@click.option("--detector", "detectors", multiple=True, type=LazyChoice(_detector_names),
               help="Detector configuration to replay (repeatable; default: default).")
 @click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path),
               default=Path("var/nab-results"), show_default=True,

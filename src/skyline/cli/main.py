@@ -13,6 +13,7 @@ from skyline import __version__
 from skyline.cli.analysis import analyze
 from skyline.cli.bench import bench
 from skyline.cli.crucible import crucible
+from skyline.cli.lazy import LazyChoice
 from skyline.core.errors import SettingsError, SkylineError
 from skyline.core.timeutil import iso, now, parse_time
 from skyline.settings import Settings, load_settings
@@ -99,7 +100,7 @@ def _component_names() -> list[str]:
 
 
 @cli.command()
-@click.argument("component", type=click.Choice(_component_names()))
+@click.argument("component", type=LazyChoice(_component_names))
 @pass_obj
 def serve(obj: _Obj, component: str) -> None:
     """Run one component, e.g. to spread Skyline over several machines."""
