@@ -9,17 +9,13 @@ import logging
 import time
 
 import redis
-import sqlalchemy as sa
 
-from skyline.core.errors import StoreUnavailable
-from skyline.core.events import AnomalyEvent
-from skyline.events.stream import Consumer
-from skyline.runtime.context import Backoff, Context, every, sleep_or_stop
+from skyline.runtime.consume import consume_events, sql_outage_as_unavailable, wait_for_sql
+from skyline.runtime.context import Context, every
 from skyline.services.alerters.channels import enabled_channels, make_channel
 from skyline.services.alerters.delivery import ChannelWorker
 from skyline.services.alerters.dispatch import Dispatcher
 from skyline.store import keys
-from skyline.store.redis_client import CONNECTION_ERRORS
 from skyline.store.sql import alerts as q
 
 log = logging.getLogger(__name__)
@@ -39,12 +35,7 @@ def ensure_group(client: redis.Redis) -> None:
 
 async def run(ctx: Context) -> None:
     tel = ctx.telemetry("alerters")
-    stop = asyncio.create_task(ctx.stopping.wait())
-    ready = asyncio.create_task(ctx.sql_ready.wait())
-    await asyncio.wait({stop, ready}, return_when=asyncio.FIRST_COMPLETED)
-    stop.cancel()
-    ready.cancel()
-    if ctx.stopping.is_set():
+    if not await wait_for_sql(ctx):
         return
     s = ctx.settings
     names = enabled_channels(s) if s.ENABLE_ALERTS else []
@@ -67,38 +58,11 @@ async def run(ctx: Context) -> None:
     tasks.append(asyncio.create_task(every(ctx, 3600.0, purge, name="alert history"),
                                      name="alerters-history"))
 
-    def handle(event: AnomalyEvent) -> None:
-        try:
-            dispatcher.handle(event)
-        except sa.exc.OperationalError as e:
-            raise StoreUnavailable("SQL database", engine.url.render_as_string(True),
-                                   str(e).splitlines()[0]) from None
-
-    consumer: Consumer | None = None
-    backoff = Backoff("Redis", ctx.redis.url, s.redis.retry_max_backoff)
-    sql_backoff = Backoff("SQL database", str(engine.url.render_as_string(True)),
-                          s.redis.retry_max_backoff)
     try:
-        while not ctx.stopping.is_set():
-            try:
-                if consumer is None:
-                    await asyncio.to_thread(ensure_group, ctx.client)
-                    consumer = await asyncio.to_thread(
-                        Consumer, ctx.client, GROUP, s.instance, claim_idle=s.alerters.claim_idle)
-                stats = await asyncio.to_thread(consumer.poll, handle, count=200, block_ms=1000)
-            except CONNECTION_ERRORS as e:
-                if await sleep_or_stop(ctx.stopping, backoff.failed(e)):
-                    return
-                continue
-            backoff.succeeded()
-            tel.incr("events_invalid", stats.invalid)
-            tel.incr("events_handled", stats.handled)
-            if stats.error is not None:
-                tel.incr("dispatch_failures")
-                if await sleep_or_stop(ctx.stopping, sql_backoff.failed(stats.error)):
-                    return
-            elif stats.handled:
-                sql_backoff.succeeded()
+        await consume_events(ctx, GROUP, sql_outage_as_unavailable(engine, dispatcher.handle),
+                             claim_idle=s.alerters.claim_idle, count=200, tel=tel,
+                             failure_counter="dispatch_failures",
+                             setup=lambda: ensure_group(ctx.client))
     finally:
         await asyncio.gather(*tasks, return_exceptions=True)
         for c in channels:

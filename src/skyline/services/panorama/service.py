@@ -13,12 +13,10 @@ import time
 
 import sqlalchemy as sa
 
-from skyline.core.errors import StoreUnavailable
 from skyline.core.events import AnomalyEvent
-from skyline.events.stream import Consumer
-from skyline.runtime.context import Backoff, Context, every, sleep_or_stop
+from skyline.runtime.consume import consume_events, sql_outage_as_unavailable, wait_for_sql
+from skyline.runtime.context import Context, every
 from skyline.store import keys
-from skyline.store.redis_client import CONNECTION_ERRORS
 from skyline.store.sql import save_anomaly
 from skyline.store.sql.queries import delete_older_than
 
@@ -29,12 +27,7 @@ GROUP = "panorama"
 
 async def run(ctx: Context) -> None:
     tel = ctx.telemetry("panorama")
-    stop = asyncio.create_task(ctx.stopping.wait())
-    ready = asyncio.create_task(ctx.sql_ready.wait())
-    await asyncio.wait({stop, ready}, return_when=asyncio.FIRST_COMPLETED)
-    stop.cancel()
-    ready.cancel()
-    if ctx.stopping.is_set():
+    if not await wait_for_sql(ctx):
         return
     engine = ctx.engine
     s = ctx.settings
@@ -58,39 +51,16 @@ async def run(ctx: Context) -> None:
         if sampled_out(event):
             tel.incr("events_sampled")
             return
-        try:
-            inserted = save_anomaly(engine, event)
-        except sa.exc.OperationalError as e:
-            raise StoreUnavailable("SQL database", engine.url.render_as_string(True),
-                                   str(e).splitlines()[0]) from None
+        inserted = save_anomaly(engine, event)
         tel.incr("events_stored" if inserted else "events_duplicate")
 
     retention = None
     if s.panorama.retention_days > 0:
         retention = asyncio.create_task(_retention(ctx), name="panorama-retention")
-    consumer: Consumer | None = None
-    backoff = Backoff("Redis", ctx.redis.url, s.redis.retry_max_backoff)
-    sql_backoff = Backoff("SQL database", str(engine.url.render_as_string(True)),
-                          s.redis.retry_max_backoff)
     try:
-        while not ctx.stopping.is_set():
-            try:
-                if consumer is None:
-                    consumer = await asyncio.to_thread(
-                        Consumer, ctx.client, GROUP, s.instance, claim_idle=s.panorama.claim_idle)
-                stats = await asyncio.to_thread(consumer.poll, store, count=500, block_ms=1000)
-            except CONNECTION_ERRORS as e:
-                if await sleep_or_stop(ctx.stopping, backoff.failed(e)):
-                    return
-                continue
-            backoff.succeeded()
-            tel.incr("events_invalid", stats.invalid)
-            if stats.error is not None:
-                tel.incr("store_failures")
-                if await sleep_or_stop(ctx.stopping, sql_backoff.failed(stats.error)):
-                    return
-            elif stats.handled:
-                sql_backoff.succeeded()
+        await consume_events(ctx, GROUP, sql_outage_as_unavailable(engine, store),
+                             claim_idle=s.panorama.claim_idle, count=500, tel=tel,
+                             failure_counter="store_failures")
     finally:
         # the retention loop ends on ctx.stopping; wait for its current batch
         if retention is not None:
