@@ -9,7 +9,7 @@ Lower level: prepare() -> batches, Ensemble(build(names)).run(batch), each algor
 run(batch) -> Opinions. See docs/algorithms.md.
 """
 
-from skyline.algorithms.analysis import Analysis, analyse, make_ensemble
+from skyline.algorithms.analysis import Analysis, analyse, assemble, make_ensemble
 from skyline.algorithms.base import (
     ABSTAIN,
     ANOMALOUS,
@@ -38,6 +38,6 @@ __all__ = [
     "ABSTAIN", "ANOMALOUS", "BUILTINS", "DEFAULT_ALGORITHMS", "ENTRY_POINT_GROUP", "NORMAL",
     "NOT_RUN", "OPTIONAL_BUILTINS", "Algorithm", "Analysis", "AnalysisParams", "BaseAlgorithm",
     "Batch", "Ensemble", "EnsembleResult", "Opinions", "Prepared", "SeriesAlgorithm", "Status",
-    "UpstreamAlgorithm", "analyse", "build", "discover", "is_counter", "make_ensemble",
+    "UpstreamAlgorithm", "analyse", "assemble", "build", "discover", "is_counter", "make_ensemble",
     "non_negative_derivative", "prepare", "prepare_flat", "strictly_increasing",
 ]

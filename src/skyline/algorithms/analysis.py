@@ -80,8 +80,13 @@ def analyse(series: Sequence[SeriesInput], params: AnalysisParams | None = None,
     params = params or AnalysisParams()
     ensemble = ensemble or make_ensemble(params, registry)
     prepared = prepare(series, params, now=now, monotonic=monotonic, analyse_all=analyse_all)
+    return assemble(prepared, [ensemble.run(b) for b in prepared.batches])
+
+
+def assemble(prepared: Prepared, results: Sequence[EnsembleResult]) -> Analysis:
+    """Index ensemble results (one per batch of `prepared`, rows in the caller's series
+    numbering) by series; series no result covers stay not analysed."""
     k = len(prepared)
-    results = [ensemble.run(b) for b in prepared.batches]
     where = np.full((k, 2), -1, dtype=np.int64)
     anomalous = np.zeros(k, dtype=bool)
     votes = np.zeros(k, dtype=np.int64)
@@ -96,5 +101,5 @@ def analyse(series: Sequence[SeriesInput], params: AnalysisParams | None = None,
         opinions[res.rows] = res.opinion_counts
         score[res.rows] = res.score
         intensity[res.rows] = res.intensity
-    return Analysis(prepared, results, prepared.status, anomalous, votes, opinions, score,
+    return Analysis(prepared, list(results), prepared.status, anomalous, votes, opinions, score,
                     intensity, where)

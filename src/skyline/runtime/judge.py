@@ -37,6 +37,7 @@ from skyline.algorithms import (
     EnsembleResult,
     Prepared,
     Status,
+    assemble,
     make_ensemble,
     prepare,
     prepare_flat,
@@ -147,26 +148,9 @@ class Verdicts:
 
 
 def _aggregate(prepared: Prepared, ran: list[Batch], results: list[EnsembleResult]) -> Analysis:
-    """skyline.algorithms.analyse's bookkeeping, for ensemble results of batches we chose
-    (row subsets of the prepared ones)."""
-    k = len(prepared)
-    where = np.full((k, 2), -1, dtype=np.int64)
-    anomalous = np.zeros(k, dtype=bool)
-    votes = np.zeros(k, dtype=np.int64)
-    opinions = np.zeros(k, dtype=np.int64)
-    score = np.zeros(k)
-    intensity = np.zeros(k)
-    for r, res in enumerate(results):
-        where[res.rows, 0] = r
-        where[res.rows, 1] = np.arange(len(res.rows))
-        anomalous[res.rows] = res.anomalous
-        votes[res.rows] = res.votes
-        opinions[res.rows] = res.opinion_counts
-        score[res.rows] = res.score
-        intensity[res.rows] = res.intensity
-    shown = dataclasses.replace(prepared, batches=ran)
-    return Analysis(shown, results, prepared.status, anomalous, votes, opinions, score,
-                    intensity, where)
+    """The analysis of ensemble results for batches we chose (row subsets of the prepared
+    ones): those batches are the ones its series(i) must read from."""
+    return assemble(dataclasses.replace(prepared, batches=ran), results)
 
 
 class Judge:
