@@ -11,6 +11,7 @@ from __future__ import annotations
 import io
 import threading
 from datetime import UTC, datetime
+from typing import Any
 
 import numpy as np
 
@@ -25,7 +26,7 @@ def anomaly_png(event: AnomalyEvent, *, width: int = 800, height: int = 300) -> 
     PLOT_REDIS_DATA), the anomalous point in red. An event without a window gets a graph of
     its one point."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.dates import AutoDateLocator, ConciseDateFormatter, date2num
+    from matplotlib.dates import date2num
     from matplotlib.figure import Figure
 
     ts, vs = event.window_arrays()
@@ -48,19 +49,27 @@ def anomaly_png(event: AnomalyEvent, *, width: int = 800, height: int = 300) -> 
         colour = "#d62728" if event.status == "anomalous" else "#2ca02c"
         ax.scatter([at], [event.value], color=colour, s=40, zorder=5, label=event.status)
         ax.axvline(at, color=colour, linewidth=0.8, alpha=0.6)
-        ax.xaxis_date(tz=UTC)
-        locator = AutoDateLocator()
-        ax.xaxis.set_major_locator(locator)
-        ax.xaxis.set_major_formatter(ConciseDateFormatter(locator))
-        # A title is drawn as text, never parsed: matplotlib's mathtext would read `$` in a
-        # metric name as markup, so it is turned off for this text.
         title = event.metric if len(event.metric) <= 90 else event.metric[:87] + "..."
-        ax.set_title(title, fontsize=9, usetex=False, parse_math=False)
-        ax.set_xlabel("UTC", fontsize=8)
-        ax.tick_params(labelsize=8)
-        ax.grid(True, linewidth=0.3)
-        ax.legend(fontsize=7, loc="upper left")
-        fig.tight_layout()
-        buf = io.BytesIO()
-        fig.savefig(buf, format="png")
+        return finish_png(fig, ax, title)
+
+
+def finish_png(fig: Any, ax: Any, title: str) -> bytes:
+    """Time axis in UTC, title, legend, and the PNG bytes: what every Skyline graph shares.
+    Call it holding _LOCK."""
+    from matplotlib.dates import AutoDateLocator, ConciseDateFormatter
+
+    ax.xaxis_date(tz=UTC)
+    locator = AutoDateLocator()
+    ax.xaxis.set_major_locator(locator)
+    ax.xaxis.set_major_formatter(ConciseDateFormatter(locator))
+    # A title is drawn as text, never parsed: matplotlib's mathtext would read `$` in a
+    # metric name as markup, so it is turned off for this text.
+    ax.set_title(title, fontsize=9, usetex=False, parse_math=False)
+    ax.set_xlabel("UTC", fontsize=8)
+    ax.tick_params(labelsize=8)
+    ax.grid(True, linewidth=0.3)
+    ax.legend(fontsize=7, loc="upper left")
+    fig.tight_layout()
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png")
     return buf.getvalue()

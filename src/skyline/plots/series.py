@@ -5,7 +5,6 @@ Same approach as anomaly.py: matplotlib's object API on the Agg canvas, under it
 
 from __future__ import annotations
 
-import io
 from collections.abc import Sequence
 from datetime import UTC, datetime
 
@@ -13,7 +12,7 @@ import numpy as np
 import numpy.typing as npt
 
 from skyline.core.types import FloatArray
-from skyline.plots.anomaly import _LOCK, DPI
+from skyline.plots.anomaly import _LOCK, DPI, finish_png
 
 
 def series_png(timestamps: FloatArray, values: FloatArray, *, title: str,
@@ -23,7 +22,6 @@ def series_png(timestamps: FloatArray, values: FloatArray, *, title: str,
     """The series as a line; anomalous points as red dots; the points where an event (an
     alert) would have fired as red triangles pointing down; recoveries as green ones up."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.dates import AutoDateLocator, ConciseDateFormatter
     from matplotlib.figure import Figure
 
     when = np.array([datetime.fromtimestamp(float(t), UTC) for t in timestamps])
@@ -43,17 +41,5 @@ def series_png(timestamps: FloatArray, values: FloatArray, *, title: str,
                 ax.scatter(when[at], values[at], marker=marker, s=70, color=colour,
                            edgecolors="black", linewidths=0.5, zorder=5,
                            label=f"{label} ({len(at)})")
-        ax.xaxis_date(tz=UTC)
-        locator = AutoDateLocator()
-        ax.xaxis.set_major_locator(locator)
-        ax.xaxis.set_major_formatter(ConciseDateFormatter(locator))
         shown = title if len(title) <= 120 else title[:117] + "..."
-        ax.set_title(shown, fontsize=9, usetex=False, parse_math=False)
-        ax.set_xlabel("UTC", fontsize=8)
-        ax.tick_params(labelsize=8)
-        ax.grid(True, linewidth=0.3)
-        ax.legend(fontsize=7, loc="upper left")
-        fig.tight_layout()
-        buf = io.BytesIO()
-        fig.savefig(buf, format="png")
-    return buf.getvalue()
+        return finish_png(fig, ax, shown)
