@@ -5,7 +5,9 @@ to its alert arriving at a webhook.
 `bench.latency.**` to the webhook channel, pointed at a tiny HTTP server in this process that
 records when each alert arrives. ANOMALIES metrics get 200 points of normal history (60 s
 apart) through plaintext TCP; once it is stored, one spike point per metric is sent, each at
-a recorded time. Latency = arrival at the webhook - time the spike line was written.
+a recorded time, the sends spread at random over one run interval. Latency = arrival at the
+webhook - time the spike line was written, so it includes the wait for the next analyzer run
+(about half an interval on average).
 
 1. Latency at --interval (ANALYZER_OPTIMUM_RUN_DURATION; default 60 s, as shipped, which
    makes this phase take minutes: the spike waits for the next run).
@@ -209,13 +211,20 @@ def latency(work: Path, interval: float, anomalies: int, background: int,
             if time.monotonic() > deadline:
                 raise SystemExit("history was not stored within 60 s")
             time.sleep(0.2)
-        progress(f"  history stored; sending {anomalies} spikes")
+        progress(f"  history stored; sending {anomalies} spikes over {interval:g} s")
+        # spread over one run interval, as real anomalies arrive: sent at one instant, they
+        # would all share one phase of the analyzer's cycle and time only that phase
+        offsets = np.sort(np.random.default_rng(2).uniform(0.0, interval, len(names)))
         sent: dict[str, float] = {}
         with socket.create_connection(("127.0.0.1", sky.plaintext), timeout=30) as s:
-            for name in names:
-                line = f"{name} 1500.0 {spike_ts:.0f}\n".encode()
-                sent[name] = time.time()
-                s.sendall(line)
+            start = time.monotonic()
+            for name, off in zip(names, offsets, strict=True):
+                pause = start + off - time.monotonic()
+                if pause > 0:
+                    time.sleep(pause)
+                now = time.time()
+                s.sendall(f"{name} 1500.0 {max(now, spike_ts):.0f}\n".encode())
+                sent[name] = now
         wait = 3 * interval + 60
         deadline = time.monotonic() + wait
         while time.monotonic() < deadline:
@@ -278,6 +287,8 @@ def main() -> None:
     ap.add_argument("--candidates", default="30,20,10,5,3,2,1,0.5,0.25",
                     help="intervals tried by the keep-up search, tried in decreasing order")
     ap.add_argument("--runs", type=int, default=3, help="runs that must not overrun")
+    ap.add_argument("--keep", action="store_true",
+                    help="keep the data directories and skyline logs, and print where")
     args = ap.parse_args()
 
     work = Path(tempfile.mkdtemp(prefix="skyline-e2e-latency-"))
@@ -318,7 +329,10 @@ def main() -> None:
         progress(f"failed; logs kept in {work}")
         raise
     else:
-        shutil.rmtree(work, ignore_errors=True)
+        if args.keep:
+            progress(f"logs kept in {work}")
+        else:
+            shutil.rmtree(work, ignore_errors=True)
     finally:
         sink.close()
     print(json.dumps(result))

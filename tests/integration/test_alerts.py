@@ -94,8 +94,7 @@ class Harness:
         """Deliver every due row of `channel` (due as of `at`, to reach retries)."""
         async def go() -> list[str]:
             due = q.claim_due(self.engine, channel, lease=60, now=at)
-            out = [await self.workers[channel].deliver(d) for d in due]
-            return out
+            return await self.workers[channel].deliver_batch(due)
 
         return self.loop.run_until_complete(go())
 
@@ -243,6 +242,104 @@ def test_an_unreachable_smtp_server_is_logged_retried_and_recorded(
     assert [r["status"] for r in rows] == ["error", "error"]
     assert all(f"127.0.0.1:{port}" in r["error"] for r in rows)
     assert "retrying in" in caplog.text
+
+
+class _TlsMailbox(_Mailbox):
+    """Records whether each message came over TLS: aiosmtpd sets session.ssl after STARTTLS;
+    with TLS from the start the transport itself is the SSL one."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.tls: list[bool] = []
+
+    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:  # noqa: N802
+        self.tls.append(session.ssl is not None
+                        or server.transport.get_extra_info("ssl_object") is not None)
+        return await super().handle_DATA(server, session, envelope)
+
+
+@pytest.fixture(params=["starttls", "ssl"])
+def tls_smtp_server(request: pytest.FixtureRequest, tmp_path: Path
+                    ) -> Iterator[tuple[str, _TlsMailbox, int, str, list[str]]]:
+    """aiosmtpd with a certificate for 127.0.0.1 from a private CA: STARTTLS required before
+    login (aiosmtpd's default auth_require_tls), or TLS from the first byte."""
+    import ssl
+
+    import trustme
+    from aiosmtpd.controller import Controller
+    from aiosmtpd.smtp import AuthResult, LoginPassword
+
+    ca = trustme.CA()
+    ca_file = tmp_path / "ca.pem"
+    ca.cert_pem.write_to_path(str(ca_file))
+    server_ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ca.issue_cert("127.0.0.1").configure_cert(server_ctx)
+    logins: list[str] = []
+
+    def authenticator(server: Any, session: Any, envelope: Any, mechanism: str,
+                      auth_data: Any) -> AuthResult:
+        ok = isinstance(auth_data, LoginPassword) and auth_data.password == b"pw"
+        if ok:
+            logins.append(auth_data.login.decode())
+        return AuthResult(success=ok, handled=False)
+
+    box = _TlsMailbox()
+    port = free_port()
+    if request.param == "starttls":
+        ctl = Controller(box, hostname="127.0.0.1", port=port, authenticator=authenticator,
+                         tls_context=server_ctx, require_starttls=True)
+    else:
+        ctl = Controller(box, hostname="127.0.0.1", port=port, authenticator=authenticator,
+                         ssl_context=server_ctx, auth_require_tls=False)
+    ctl.start()
+    try:
+        yield request.param, box, port, str(ca_file), logins
+    finally:
+        ctl.stop()
+
+
+def test_smtp_over_tls_with_login(redis_client: redis.Redis, engine: Engine,
+                                  tls_smtp_server: Any) -> None:
+    security, box, port, ca_file, logins = tls_smtp_server
+    h = harness(redis_client, engine, **_smtp_settings(
+        port, security=security, ca_file=ca_file, user="sky", password="pw"))
+    try:
+        h.publish(event())
+        assert h.drain("smtp") == ["sent"], h.log("smtp")
+    finally:
+        h.close()
+    assert logins == ["sky"]
+    assert box.tls == [True]
+    msg = message_from_bytes(box.messages[0][2], policy=policy.default)
+    assert msg.get_content_type() == "multipart/alternative"
+
+
+def test_smtp_refuses_a_certificate_it_cannot_verify(redis_client: redis.Redis, engine: Engine,
+                                                     tls_smtp_server: Any) -> None:
+    security, box, port, _, logins = tls_smtp_server
+    h = harness(redis_client, engine, **_smtp_settings(  # the system CAs: not ours
+        port, security=security, user="sky", password="pw"))
+    try:
+        h.publish(event())
+        assert h.drain("smtp") == ["pending"]  # logged and retried, never sent in clear
+    finally:
+        h.close()
+    assert box.messages == [] and logins == []
+    [row] = h.log("smtp")
+    assert row["status"] == "error" and "CERTIFICATE_VERIFY_FAILED" in row["error"]
+
+
+def test_smtp_without_verification_still_encrypts(redis_client: redis.Redis, engine: Engine,
+                                                  tls_smtp_server: Any) -> None:
+    security, box, port, _, _ = tls_smtp_server
+    h = harness(redis_client, engine, **_smtp_settings(
+        port, security=security, verify_tls=False, user="sky", password="pw"))
+    try:
+        h.publish(event())
+        assert h.drain("smtp") == ["sent"], h.log("smtp")
+    finally:
+        h.close()
+    assert box.tls == [True]
 
 
 # Slack, PagerDuty, webhook ----------------------------------------------------------------------

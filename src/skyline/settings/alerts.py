@@ -156,6 +156,9 @@ class SmtpChannel(_Channel):
     user: str = Field("", description="User to log in as; empty: no login.")
     password: SecretStr | None = Field(None, description="Password of user.", json_schema_extra=SECRET)
     verify_tls: bool = Field(True, description="Check the server's TLS certificate.")
+    ca_file: str = Field(
+        "", description="PEM file of the certificate authorities to trust for the server's "
+        "certificate (a private CA); empty: the system's.")
     sender: str = Field("skyline@localhost", description="From address.")
     recipients: list[str] = Field(
         default_factory=list,
@@ -307,8 +310,14 @@ class AlertersSettings(_Table):
         description="Seconds after which an undelivered alert is given up (recorded as "
         "expired in the alert log).",
     )
-    poll_interval: float = Field(1.0, gt=0, le=60,
-                                 description="Seconds between two looks at the delivery queue.")
+    poll_interval: float = Field(
+        1.0, gt=0, le=60,
+        description="Seconds between two looks at the delivery queue for retries that came "
+        "due (new alerts wake their channel at once).")
+    concurrency: int = Field(
+        8, ge=1, le=100,
+        description="Deliveries one channel sends at the same time (different metrics; one "
+        "metric's alert and resolve always go in order).")
     history_days: int = Field(
         30, ge=1, description="Days delivered alerts and alert log rows are kept.")
     graph: bool = Field(True, description="Draw a PNG graph of the anomaly's window for "

@@ -71,6 +71,25 @@ class ChannelWorker:
         self.tel = tel
         self.stopping = stopping
         self.lease = settings.alerters.timeout + 30.0
+        self.woken = asyncio.Event()
+
+    def wake(self) -> None:
+        """Something was queued for this channel: look at the queue now (event-loop thread)."""
+        self.woken.set()
+
+    async def _idle(self, seconds: float) -> bool:
+        """Wait for a wake-up or `seconds`; True when asked to stop meanwhile. The poll stays
+        for retries that come due and rows queued by another process."""
+        stop = asyncio.ensure_future(self.stopping.wait())
+        woke = asyncio.ensure_future(self.woken.wait())
+        try:
+            await asyncio.wait({stop, woke}, timeout=seconds,
+                               return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            stop.cancel()
+            woke.cancel()
+        self.woken.clear()
+        return self.stopping.is_set()
 
     async def run(self) -> None:
         a = self.s.alerters
@@ -84,18 +103,49 @@ class ChannelWorker:
                     return
                 continue
             backoff.succeeded()
-            for d in due:
-                if self.stopping.is_set():
-                    break  # the lease runs out and the row is picked up after restart
-                await self.deliver(d)
-            if len(due) < BATCH and await sleep_or_stop(self.stopping, a.poll_interval):
+            await self.deliver_batch(due)
+            if len(due) < BATCH and await self._idle(a.poll_interval):
                 return
 
-    async def deliver(self, d: q.Delivery) -> str:
+    async def deliver_batch(self, due: list[q.Delivery]) -> list[str]:
+        """Send `due` and record the outcomes; returns each one's new status, in order.
+
+        Different metrics go side by side (a burst of anomalies is not sent one round trip
+        after another), each metric's deliveries in queue order (an alert before its
+        resolve); the outcomes are recorded together in one transaction."""
+        by_metric: dict[str, list[int]] = {}
+        for i, d in enumerate(due):
+            by_metric.setdefault(d.metric, []).append(i)
+        gate = asyncio.Semaphore(self.s.alerters.concurrency)
+        statuses: list[str] = ["pending"] * len(due)  # not reached: the lease runs out
+        sent: dict[int, q.Attempt] = {}
+
+        async def in_order(indexes: list[int]) -> None:
+            async with gate:
+                for i in indexes:
+                    if self.stopping.is_set():
+                        return  # the lease runs out and the row is picked up after restart
+                    outcome = await self._send(due[i])
+                    if isinstance(outcome, str):
+                        statuses[i] = outcome
+                    else:
+                        sent[i] = outcome
+
+        await asyncio.gather(*(in_order(ix) for ix in by_metric.values()))
+        if sent:
+            order = sorted(sent)
+            recorded = await asyncio.to_thread(q.record_attempts, self.engine,
+                                               [sent[i] for i in order])
+            for i, status in zip(order, recorded, strict=True):
+                statuses[i] = status
+                self._report(sent[i], status)
+        return statuses
+
+    async def _send(self, d: q.Delivery) -> q.Attempt | str:
+        """One attempt, not yet recorded; or the status of a delivery settled without one."""
         a = self.s.alerters
         name = self.channel.name
-        now = time.time()
-        if now - d.created > a.max_age:
+        if time.time() - d.created > a.max_age:
             await asyncio.to_thread(q.expire, self.engine, d)
             log.warning("%s: gave up the %s for %s (event %s): older than alerters.max_age",
                         name, d.kind, d.metric, d.event_id)
@@ -116,18 +166,20 @@ class ChannelWorker:
             at = time.time() + retry_delay(d.attempts + 1, a.retry_initial, a.retry_max)
             if at - d.created <= a.max_age:
                 retry_at = at
-        status = await asyncio.to_thread(q.record_attempt, self.engine, d, ok=ok, error=error,
-                                         duration=took, retry_at=retry_at)
-        if ok:
+        return q.Attempt(d, ok, error, took, retry_at)
+
+    def _report(self, outcome: q.Attempt, status: str) -> None:
+        d = outcome.delivery
+        name = self.channel.name
+        if outcome.ok:
             log.info("%s: sent %s for %s (event %s) in %.2f s", name, d.kind, d.metric,
-                     d.event_id, took)
+                     d.event_id, outcome.duration)
             self.tel.incr(f"{name}_sent")
-        else:
-            self.tel.incr(f"{name}_failed")
-            then = (f"retrying in {retry_at - time.time():.0f} s" if retry_at is not None
-                    else "giving up")
-            log.warning("%s: %s for %s failed (attempt %d): %s; %s", name, d.kind, d.metric,
-                        d.attempts + 1, error, then)
-            if status == "expired":
-                self.tel.incr(f"{name}_expired")
-        return status
+            return
+        self.tel.incr(f"{name}_failed")
+        then = (f"retrying in {outcome.retry_at - time.time():.0f} s"
+                if outcome.retry_at is not None else "giving up")
+        log.warning("%s: %s for %s failed (attempt %d): %s; %s", name, d.kind, d.metric,
+                    d.attempts + 1, outcome.error, then)
+        if status == "expired":
+            self.tel.incr(f"{name}_expired")

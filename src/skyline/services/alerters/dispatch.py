@@ -65,9 +65,12 @@ class Silences:
 
 class Dispatcher:
     def __init__(self, settings: Settings, client: redis.Redis, engine: Engine,
-                 channels: dict[str, bool], tel: Telemetry):
-        """`channels`: enabled channel name -> whether it resolves on recovery."""
+                 channels: dict[str, bool], tel: Telemetry,
+                 queued: Callable[[str], None] = lambda channel: None):
+        """`channels`: enabled channel name -> whether it resolves on recovery; `queued` is
+        told the channel of every delivery queued, so its worker need not wait for a poll."""
         self.s = settings
+        self.queued = queued
         self.client = client
         self.engine = engine
         self.resolving = {n for n, r in channels.items() if r}
@@ -132,6 +135,7 @@ class Dispatcher:
         if q.enqueue(self.engine, event_id=event.id, channel=r.channel,
                      kind="alert", metric=event.metric, payload=payload):
             self.tel.incr("alerts_queued")
+            self.queued(r.channel)
         if r.channel in self.resolving:
             self.client.set(keys.alert_open(r.channel, event.metric), event.id, ex=OPEN_TTL)
 
@@ -144,6 +148,7 @@ class Dispatcher:
         if q.enqueue(self.engine, event_id=event.id, channel=r.channel,
                      kind="resolve", metric=event.metric, payload=payload):
             self.tel.incr("resolves_queued")
+            self.queued(r.channel)
         # deleted only once queued: a crash in between re-sends, never loses, the resolve;
         # and the next anomaly of this metric opens a new incident at once
         self.client.delete(open_key, keys.alert_last(r.channel, event.metric))

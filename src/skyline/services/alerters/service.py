@@ -46,9 +46,19 @@ async def run(ctx: Context) -> None:
     channels = [make_channel(n, s) for n in names]
     log.info("alerting on %s with %d rules", ", ".join(names), len(s.ALERTS))
     engine = ctx.engine
-    dispatcher = Dispatcher(s, ctx.client, engine, {c.name: c.resolves for c in channels}, tel)
-    tasks = [asyncio.create_task(ChannelWorker(c, s, engine, tel, ctx.stopping).run(),
-                                 name=f"alerters-{c.name}") for c in channels]
+    workers = {c.name: ChannelWorker(c, s, engine, tel, ctx.stopping) for c in channels}
+    loop = asyncio.get_running_loop()
+
+    def queued(channel: str) -> None:
+        # called from the stream consumer's thread
+        worker = workers.get(channel)
+        if worker is not None:
+            loop.call_soon_threadsafe(worker.wake)
+
+    dispatcher = Dispatcher(s, ctx.client, engine, {c.name: c.resolves for c in channels}, tel,
+                            queued)
+    tasks = [asyncio.create_task(w.run(), name=f"alerters-{name}")
+             for name, w in workers.items()]
 
     def purge() -> None:
         cutoff = time.time() - s.alerters.history_days * 86400

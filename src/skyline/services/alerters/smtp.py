@@ -85,11 +85,11 @@ class Smtp:
 
     def _send(self, msg: EmailMessage, recipients: list[str]) -> None:
         c = self.cfg
-        context = ssl.create_default_context()
-        if not c.verify_tls:
-            context.check_hostname = False
-            context.verify_mode = ssl.CERT_NONE
         try:
+            context = ssl.create_default_context(cafile=c.ca_file or None)
+            if not c.verify_tls:
+                context.check_hostname = False
+                context.verify_mode = ssl.CERT_NONE
             server: smtplib.SMTP
             if c.security == "ssl":
                 server = smtplib.SMTP_SSL(c.host, c.port, timeout=self.timeout, context=context)

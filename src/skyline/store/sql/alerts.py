@@ -10,6 +10,7 @@ taken over when its worker died.
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -173,26 +174,48 @@ def _log(c: Connection, *, delivery_id: int | None, event_id: str, channel: str,
         created=now))
 
 
+@dataclass(frozen=True)
+class Attempt:
+    """The outcome of one send of `delivery`, waiting to be recorded."""
+
+    delivery: Delivery
+    ok: bool
+    error: str = ""
+    duration: float = 0.0
+    retry_at: float | None = None  # failed: when to try again; None gives up
+
+
+def record_attempts(conn: Conn, attempts: Sequence[Attempt],
+                    now: float | None = None) -> list[str]:
+    """Record attempts in the log and move each row on: sent, pending again until its
+    `retry_at`, or expired (failed and retry_at is None). One transaction for them all: a
+    burst of alerts costs one commit, not one per alert. Returns the new statuses."""
+    t = time.time() if now is None else now
+    out: list[str] = []
+    with _tx(conn) as c:
+        for a in attempts:
+            d = a.delivery
+            attempt = d.attempts + 1
+            status = "sent" if a.ok else ("pending" if a.retry_at is not None else "expired")
+            c.execute(sa.update(alert_deliveries).where(alert_deliveries.c.id == d.id).values(
+                attempts=attempt, status=status, last_error=a.error[:MAX_ERROR],
+                next_attempt=a.retry_at if a.retry_at is not None else t, claimed_until=0.0))
+            _log(c, delivery_id=d.id, event_id=d.event_id, channel=d.channel, kind=d.kind,
+                 metric=d.metric, attempt=attempt, status="sent" if a.ok else "error",
+                 error=a.error, duration=a.duration, now=t)
+            if status == "expired":
+                _log(c, delivery_id=d.id, event_id=d.event_id, channel=d.channel, kind=d.kind,
+                     metric=d.metric, attempt=attempt, status="expired",
+                     error="given up: older than alerters.max_age", duration=0.0, now=t)
+            out.append(status)
+    return out
+
+
 def record_attempt(conn: Conn, d: Delivery, *, ok: bool, error: str = "",
                    duration: float = 0.0, retry_at: float | None = None,
                    now: float | None = None) -> str:
-    """Record one attempt at `d` in the log and move the row on: sent, pending again until
-    `retry_at`, or expired (failed and retry_at is None). Returns the new status."""
-    t = time.time() if now is None else now
-    attempt = d.attempts + 1
-    status = "sent" if ok else ("pending" if retry_at is not None else "expired")
-    with _tx(conn) as c:
-        c.execute(sa.update(alert_deliveries).where(alert_deliveries.c.id == d.id).values(
-            attempts=attempt, status=status, last_error=error[:MAX_ERROR],
-            next_attempt=retry_at if retry_at is not None else t, claimed_until=0.0))
-        _log(c, delivery_id=d.id, event_id=d.event_id, channel=d.channel, kind=d.kind,
-             metric=d.metric, attempt=attempt, status="sent" if ok else "error", error=error,
-             duration=duration, now=t)
-        if status == "expired":
-            _log(c, delivery_id=d.id, event_id=d.event_id, channel=d.channel, kind=d.kind,
-                 metric=d.metric, attempt=attempt, status="expired",
-                 error="given up: older than alerters.max_age", duration=0.0, now=t)
-    return status
+    """record_attempts for one attempt."""
+    return record_attempts(conn, [Attempt(d, ok, error, duration, retry_at)], now)[0]
 
 
 def expire(conn: Conn, d: Delivery, now: float | None = None) -> None:
