@@ -6,9 +6,9 @@ METRICS x POINTS appends), into a throwaway embedded Redis whose persistence is 
 (nothing to keep; a background save of gigabytes would only disturb the timing).
 
 A pass is what `skyline analyze --once` does: list the index, fetch every series (worker
-processes, each with its own connection), prepare and judge them (all nine algorithms,
-CONSENSUS 6, early stop as the analyzer runs it), explain the anomalies and publish their
-events. Pass 1 is the first run of fresh workers; pass 2 the steady state a long-running
+processes, each with its own connection), prepare and judge them (the default score
+detector, range_excess; --detector consensus: all nine algorithms, CONSENSUS 6, early stop),
+explain the anomalies and publish their events. Pass 1 is the first run of fresh workers; pass 2 the steady state a long-running
 analyzer sees (the open incidents are cleared in between so its events are written again).
 Then a per-series reference path on --reference metrics: one GET per metric, decoded, and the
 nine per-series reference algorithms (tests/reference_algorithms.py) with consensus.
@@ -132,6 +132,8 @@ def main() -> int:
     ap.add_argument("--points", type=int, default=1440)
     ap.add_argument("--processes", type=int, default=2, help="ANALYZER_PROCESSES")
     ap.add_argument("--chunk-size", type=int, default=2000, help="analyzer.chunk_size")
+    ap.add_argument("--detector", choices=("score", "consensus"), default="score",
+                    help="analyzer.detector (default: the analyzer's default, score)")
     ap.add_argument("--reference", type=int, default=2000, help="metrics for the reference")
     args = ap.parse_args()
     m, n = args.metrics, args.points
@@ -141,7 +143,7 @@ def main() -> int:
         settings = load_settings(
             DATA_DIR=data_dir, REDIS_URL=None, FULL_DURATION=max(600, int(n * STEP)),
             ANALYZER_PROCESSES=args.processes, LOG_LEVEL="WARNING",
-            analyzer={"chunk_size": args.chunk_size},
+            analyzer={"chunk_size": args.chunk_size, "detector": args.detector},
             redis={"anomaly_stream_maxlen": max(1000, m)})
         with redis_session(settings) as handle:
             assert handle.embedded is not None
@@ -198,7 +200,8 @@ def main() -> int:
           f"({ref_anomalous} anomalous)")
     print(f"  speed ratio (best pass / reference): {ratio:,.0f}x")
     out: dict[str, Any] = {
-        "bench": "analyzer", "metrics": m, "points": n, "processes": args.processes,
+        "bench": "analyzer", "detector": args.detector, "metrics": m, "points": n,
+        "processes": args.processes,
         "load_s": round(load_s, 2),
         "pass1_s": round(first.stats.duration, 3), "pass2_s": round(second.stats.duration, 3),
         "metrics_per_s": round(best.metrics_per_second),

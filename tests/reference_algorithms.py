@@ -224,6 +224,30 @@ def spectral_residual(t: np.ndarray, x: np.ndarray, full_duration: float) -> Res
     return stat > 4.0, stat, 4.0
 
 
+def range_excess(t: np.ndarray, x: np.ndarray, full_duration: float) -> Result:
+    """Each of the last 3 points against the points before it: how far it leaves their
+    [min, max], over their std, or how far its step exceeds their largest step, over the
+    std of those steps; the largest z over the three, fired when z / (1 + z) >= 0.7063."""
+    x, _ = scaled(x)
+    if len(x) < 4:
+        return NONE
+
+    def breakout(p: np.ndarray) -> float:
+        last, earlier = p[-1], p[:-1]
+        steps = np.abs(np.diff(p))
+        out = 0.0
+        for beyond, spread in ((max(last - earlier.max(), earlier.min() - last),
+                                float(np.std(earlier, ddof=1))),
+                               (steps[-1] - steps[:-1].max(), float(np.std(steps[:-1], ddof=1)))):
+            if beyond > 0:
+                out = max(out, beyond / spread if spread > 0 else math.inf)
+        return out
+
+    z = max(breakout(x[:len(x) - j]) for j in range(3) if len(x) - j >= 4)
+    score = 1.0 if math.isinf(z) else z / (1 + z)
+    return score >= 0.7063, z, 0.7063 / (1 - 0.7063)
+
+
 REFERENCES = {
     "histogram_bins": histogram_bins,
     "first_hour_average": first_hour_average,
@@ -237,4 +261,5 @@ REFERENCES = {
     # optional built-ins (not in the default ensemble)
     "abs_stddev_from_median": abs_stddev_from_median,
     "spectral_residual": spectral_residual,
+    "range_excess": range_excess,
 }

@@ -13,6 +13,9 @@ from pathlib import Path
 import httpx
 
 from tests.conftest import free_port
+from tests.webauth import AUTH, SEED_USERS_JSON
+
+__all__ = ["AUTH", "Running", "cli", "env_for", "horizon_ports"]
 
 SKYLINE = [sys.executable, "-m", "skyline.cli.main"]
 
@@ -31,7 +34,9 @@ def horizon_ports() -> dict[str, str]:
 def env_for(data_dir: Path, port: int, **extra: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("SKYLINE_")}
     env.update({"SKYLINE_DATA_DIR": str(data_dir), "SKYLINE_WEBAPP_PORT": str(port),
-                "SKYLINE_TELEMETRY__FLUSH_INTERVAL": "0.5"})
+                "SKYLINE_TELEMETRY__FLUSH_INTERVAL": "0.5",
+                # a user with a known API token: requests send webauth.AUTH
+                "SKYLINE_WEBAPP__USERS": SEED_USERS_JSON})
     env.update(horizon_ports())
     env.update(extra)
     return env

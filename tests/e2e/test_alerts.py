@@ -22,7 +22,7 @@ from skyline.store.sql import make_engine
 from skyline.store.sql.queries import AnomalyQuery, query_anomalies
 from tests.alertsinks import HttpSink, SyslogListener, parse_rfc5424, validate_signed
 from tests.conftest import free_port
-from tests.e2e.skylineproc import Running, cli, env_for
+from tests.e2e.skylineproc import AUTH, Running, cli, env_for
 
 
 def _event(metric: str, status: str = "anomalous", offset: float = 0.0) -> AnomalyEvent:
@@ -127,17 +127,19 @@ def test_anomaly_to_every_channel_once_then_resolved(tmp_path: Path) -> None:
                 assert _wait(lambda: len(sink.accepted) == 2)
 
             # panorama's API: one anomalous and one recovered row, and the graph
-            r = httpx.get(f"{base}/api/v1/anomalies", params={"pattern": "svc.**"}, timeout=10)
+            r = httpx.get(f"{base}/api/v1/anomalies", params={"pattern": "svc.**"}, timeout=10,
+                          headers=AUTH)
             assert r.status_code == 200, r.text
             items = r.json()["items"]
             assert [i["status"] for i in items] == ["recovered", "anomalous"]
-            g = httpx.get(f"{base}/api/v1/anomalies/{items[1]['id']}/graph.png", timeout=30)
+            g = httpx.get(f"{base}/api/v1/anomalies/{items[1]['id']}/graph.png", timeout=30,
+                          headers=AUTH)
             assert g.status_code == 200 and g.content.startswith(b"\x89PNG")
-            page = httpx.get(f"{base}/anomalies/{items[1]['id']}", timeout=10)
+            page = httpx.get(f"{base}/anomalies/{items[1]['id']}", timeout=10, headers=AUTH)
             assert "&lt;b&gt;api&lt;/b&gt;" in page.text and "<b>api</b>" not in page.text
 
             # the alert log through the API
-            log = httpx.get(f"{base}/api/v1/alerts/log", timeout=10).json()["log"]
+            log = httpx.get(f"{base}/api/v1/alerts/log", timeout=10, headers=AUTH).json()["log"]
             assert sorted((x["channel"], x["kind"], x["status"]) for x in log) == [
                 ("smtp", "alert", "sent"), ("syslog", "alert", "sent"),
                 ("webhook", "alert", "sent"), ("webhook", "resolve", "sent")]
@@ -242,17 +244,20 @@ url = "http://127.0.0.1:{free_port()}/v2/enqueue"
         base = f"http://127.0.0.1:{port}"
         run.wait_healthy(base)
         r = httpx.post(f"{base}/api/v1/silences", json={"pattern": "db.**", "until": "30m",
-                                                        "reason": "backup", "who": "bo"})
+                                                        "reason": "backup", "who": "bo"},
+                       headers=AUTH)
         assert r.status_code == 201, r.text
         sid = r.json()["id"]
         assert r.json()["until"] > time.time() + 1700
-        listed = httpx.get(f"{base}/api/v1/silences").json()["silences"]
+        listed = httpx.get(f"{base}/api/v1/silences", headers=AUTH).json()["silences"]
         assert [s["id"] for s in listed] == [sid]
-        assert httpx.delete(f"{base}/api/v1/silences/{sid}").status_code == 204
-        assert httpx.delete(f"{base}/api/v1/silences/{sid}").status_code == 404
-        bad = httpx.post(f"{base}/api/v1/silences", json={"pattern": "re:(", "until": "1h"})
+        assert httpx.delete(f"{base}/api/v1/silences/{sid}", headers=AUTH).status_code == 204
+        assert httpx.delete(f"{base}/api/v1/silences/{sid}", headers=AUTH).status_code == 404
+        bad = httpx.post(f"{base}/api/v1/silences", json={"pattern": "re:(", "until": "1h"},
+                         headers=AUTH)
         assert bad.status_code == 400
-        bad = httpx.post(f"{base}/api/v1/silences", json={"pattern": "a", "until": "soon"})
+        bad = httpx.post(f"{base}/api/v1/silences", json={"pattern": "a", "until": "soon"},
+                         headers=AUTH)
         assert bad.status_code == 400 and "until" in bad.json()["error"]
     finally:
         assert run.stop() == 0, run.stderr

@@ -15,7 +15,7 @@ from skyline.settings import load_settings
 from skyline.store.hotstore import HotStore
 from skyline.store.redis_client import redis_session
 from tests.conftest import free_port
-from tests.e2e.skylineproc import Running, cli, env_for
+from tests.e2e.skylineproc import AUTH, Running, cli, env_for
 
 
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
@@ -27,7 +27,9 @@ def test_run_serves_lists_stops_and_keeps_data(tmp_path, sig):
     base = f"http://127.0.0.1:{port}"
     r = run.wait_http(f"{base}/api/v1/health")
     assert r.status_code in (200, 503)
-    assert "text/html" in run.wait_http(f"{base}/").headers["content-type"]
+    run.wait_healthy(base)  # SQL is there: the settings' user and token are set up
+    page = httpx.get(f"{base}/", headers=AUTH, timeout=20)
+    assert page.status_code == 200 and "text/html" in page.headers["content-type"]
 
     # a second command attaches to the running embedded Redis
     with redis_session(load_settings(DATA_DIR=data)) as h:

@@ -9,6 +9,7 @@ import redis
 from skyline.settings import load_settings
 from skyline.store.redis_client import redis_session
 from tests.conftest import skip_or_fail
+from tests.integration.webapp_data import web  # noqa: F401  (fixture for the web app tests)
 
 
 @pytest.fixture(params=["embedded", "external"])

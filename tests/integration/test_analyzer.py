@@ -87,9 +87,11 @@ def test_one_pass_finds_the_planted_spike(redis_client, world, tmp_path, process
 
     (ev,) = events(redis_client)
     assert (ev.metric, ev.source, ev.status) == ("app.spiked", "analyzer", "anomalous")
-    assert len(ev.triggered) >= 6 and ev.score > 0.5
+    # the default score detector: range_excess's anomaly score reached the threshold
+    assert ev.triggered == ("range_excess",)
+    assert ev.score >= load_settings().ANOMALY_SCORE_THRESHOLD
     assert ev.timestamp == pytest.approx(float(world["t"][-1]))  # type: ignore[index]
-    assert [x.algorithm for x in ev.results][:2] == ["histogram_bins", "first_hour_average"]
+    assert [x.algorithm for x in ev.results] == ["range_excess"]
     assert all(x.text for x in ev.results)
     wt, wv = ev.window_arrays()
     assert len(wt) == 200 and wv[-1] == pytest.approx(ev.value)
@@ -142,7 +144,7 @@ def test_an_expired_incident_emits_again(redis_client, world, tmp_path):
         a.run_once()
         t = grid(float(world["now"]) + 55, 201)  # type: ignore[arg-type]
         v = np.append(noise(99), 100.0)
-        v[-4:] += 200
+        v[-3:] += 200  # a breakout within the score detector's tail of 3 new points
         put(redis_client, "app.spiked", t, v)
         r = a.run_once()
     finally:
@@ -212,3 +214,16 @@ def test_a_hung_custom_algorithm_never_delays_the_run_past_its_limit(redis_clien
     assert [j.metric for j in r.found] == ["app.spiked"]  # the ensemble still decided
     (j,) = r.found
     assert j.results[-1].algorithm == "hang" and j.results[-1].verdict is None
+
+
+def test_consensus_detector_stays_available(redis_client, world, tmp_path):
+    """analyzer.detector = consensus: upstream's vote of the nine algorithms decides."""
+    a = _analyzer(redis_client, tmp_path, analyzer={"detector": "consensus"})
+    try:
+        r = a.run_once()
+    finally:
+        a.close()
+    assert [j.metric for j in r.found] == ["app.spiked"]
+    (ev,) = events(redis_client)
+    assert len(ev.triggered) >= 6 and 0.5 < ev.score <= 1
+    assert [x.algorithm for x in ev.results][:2] == ["histogram_bins", "first_hour_average"]

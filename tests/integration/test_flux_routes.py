@@ -364,7 +364,7 @@ def test_flux_requests_are_counted_and_listed_in_openapi(env):
     ctx, c = env
     c.get("/flux/metric_data", params={"metric": "m", "value": 1, "key": KEY})
     assert counters(ctx, "flux")["requests_json"] == 1
-    paths = c.get("/api/v1/openapi.json").json()["paths"]
+    paths = c.app.openapi()["paths"]  # the schema URL needs a login; flux's routes not
     for p in ("/flux/metric_data", "/flux/metric_data_post", "/flux/prometheus/write",
               "/write", "/api/v2/write", "/v1/metrics"):
         assert p in paths

@@ -84,8 +84,10 @@ def test_upgrade_downgrade_upgrade(engine: Engine) -> None:
     index_columns = {
         ix["name"]: list(ix["column_names"]) for ix in sa.inspect(engine).get_indexes("anomalies")
     }
-    assert index_columns["ix_anomalies_timestamp_id"] == ["timestamp", "id"]
-    assert index_columns["ix_anomalies_metric_id_timestamp"] == ["metric_id", "timestamp"]
+    assert index_columns["ix_anomalies_timestamp_id_metric_id"] == [
+        "timestamp", "id", "metric_id"]
+    assert index_columns["ix_anomalies_metric_id_timestamp_id"] == [
+        "metric_id", "timestamp", "id"]
 
     downgrade(engine, "base")
     assert current_revision(engine) is None

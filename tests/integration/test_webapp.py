@@ -15,6 +15,7 @@ from skyline.services.webapp import create_app
 from skyline.settings import load_settings
 from skyline.store.redis_client import redis_session
 from skyline.store.sql import db
+from tests.webauth import bearer
 
 
 @pytest.fixture
@@ -79,12 +80,14 @@ def test_metrics_endpoint_serves_prometheus_text(ctx):
 
 
 def test_status_page_is_html(ctx):
-    r = TestClient(create_app(ctx)).get("/", headers={"accept": "text/html"})
-    assert r.status_code == 200 and "<h1>Skyline" in r.text
+    r = TestClient(create_app(ctx), headers=bearer(ctx.engine)).get(
+        "/", headers={"accept": "text/html"})
+    assert r.status_code == 200 and "<h1>Overview" in r.text and "Skyline" in r.text
 
 
 def test_other_components_add_routers_and_errors_have_one_shape(ctx):
-    client = TestClient(create_app(ctx, [_extra_router()]), raise_server_exceptions=False)
+    client = TestClient(create_app(ctx, [_extra_router()]), raise_server_exceptions=False,
+                        headers=bearer(ctx.engine))
     assert client.get("/api/v1/things/x?n=3").json() == {"name": "x", "n": 3}
     missing = client.get("/api/v1/things/missing")
     assert missing.status_code == 404 and missing.json() == {"error": "no thing named 'missing'"}
@@ -103,7 +106,8 @@ def test_other_components_add_routers_and_errors_have_one_shape(ctx):
 
 
 def test_openapi_schema_lists_routes(ctx):
-    schema = TestClient(create_app(ctx, [_extra_router()])).get("/api/v1/openapi.json").json()
+    client = TestClient(create_app(ctx, [_extra_router()]), headers=bearer(ctx.engine))
+    schema = client.get("/api/v1/openapi.json").json()
     assert "/api/v1/health" in schema["paths"] and "/api/v1/things/{name}" in schema["paths"]
 
 

@@ -39,7 +39,8 @@ from tests.algorithm_data import (
 )
 from tests.reference_algorithms import REFERENCES
 
-OPTIONAL = ("abs_stddev_from_median", "spectral_residual", "isolation_forest", "mstl")
+OPTIONAL = ("abs_stddev_from_median", "spectral_residual", "isolation_forest", "mstl",
+            "range_excess")
 VECTORISED = ("abs_stddev_from_median", "spectral_residual")
 DAY = 86400.0
 

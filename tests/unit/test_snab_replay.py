@@ -19,7 +19,10 @@ from skyline.algorithms import (
     make_ensemble,
     prepare,
 )
+from skyline.runtime.analysis_settings import analysis_params
+from skyline.settings import Settings
 from skyline.snab.detectors import (
+    ANALYZER_SCORE,
     CLASSIC_7,
     CLASSIC_9,
     DEFAULT,
@@ -51,7 +54,7 @@ def _series(n: int = 260, seed: int = 3) -> tuple[np.ndarray, np.ndarray]:
 
 
 SMALL = AnalysisParams(full_duration=3 * 3600, min_tolerable_length=30,
-                       max_tolerable_boredom=12)
+                       max_tolerable_boredom=12, detector="consensus")
 
 
 @pytest.mark.parametrize("score", [VOTE_SHARE, VERDICT, MEAN_VOTE], ids=lambda s: s.name)
@@ -77,6 +80,23 @@ def test_replay_equals_the_analyzer_row_by_row(score):
     # the test data exercises the interesting paths
     assert {Status.OK, Status.TOO_SHORT, Status.BORING} <= set(got.status.tolist())
     assert got.votes.max() >= SMALL.consensus
+
+
+@pytest.mark.parametrize("tail", [1, 3])
+def test_score_detector_replay_equals_the_analyzer_row_by_row(tail):
+    t, v = _series()
+    params = dataclasses.replace(SMALL, detector="score", score_tail=tail)
+    got = replay(t, v, Detector("t", "test", params, ANALYZER_SCORE), chunk_points=2000)
+    ensemble = make_ensemble(params)
+    flagged = 0
+    for i in range(len(t)):
+        ref = analyse([(t[:i + 1], v[:i + 1])], params, now=float(t[i]), ensemble=ensemble)
+        assert got.status[i] == ref.status[0], i
+        expected = ref.score[0] if ref.status[0] == Status.OK else 0.0
+        assert got.score[i] == expected, i
+        assert bool(ref.anomalous[0]) == (expected >= params.score_threshold), i
+        flagged += bool(ref.anomalous[0])
+    assert flagged >= 2  # the planted spikes
 
 
 def test_chunking_does_not_change_the_outcome():
@@ -131,7 +151,10 @@ def test_window_starts_follow_the_history():
 
 
 def test_the_default_detector_is_the_analyzers_default():
-    assert DEFAULT.params == AnalysisParams()
+    # the analyzer's defaults, each point judged once as it arrives
+    analyzer = analysis_params(Settings())  # what the live analyzer runs with
+    assert DEFAULT.params == dataclasses.replace(analyzer, score_tail=1)
+    assert DEFAULT.params.detector == "score"
     assert DEFAULT.history == 86400.0
     assert CLASSIC_9.history == 86400.0
     assert set(CLASSIC_9.params.algorithms) == set(BUILTINS)  # Etsy's nine

@@ -14,6 +14,7 @@ from skyline.algorithms.base import BoolArray, IntArray
 from skyline.algorithms.ensemble import Ensemble, EnsembleResult
 from skyline.algorithms.params import AnalysisParams, Status
 from skyline.algorithms.prepare import Prepared, SeriesInput, prepare
+from skyline.algorithms.range_excess import RangeExcess
 from skyline.algorithms.registry import Factory, build
 from skyline.core.events import AlgorithmResult
 from skyline.core.types import FloatArray
@@ -22,7 +23,8 @@ from skyline.core.types import FloatArray
 @dataclass
 class Analysis:
     """Per input series i: status, anomalous, votes (True), opinions (True or False given),
-    score (votes / opinions), intensity (mean capped severity); explain(i) for the details."""
+    score (the anomaly score, or votes / opinions for a consensus ensemble), intensity (mean
+    capped severity); explain(i) for the details."""
 
     prepared: Prepared
     results: list[EnsembleResult]
@@ -68,6 +70,12 @@ class Analysis:
 
 def make_ensemble(params: AnalysisParams,
                   registry: Mapping[str, Factory] | None = None) -> Ensemble:
+    """The ensemble params describe: for the "score" detector range_excess alone (consensus 1,
+    its anomaly score is the score); for "consensus" ALGORITHMS and CONSENSUS."""
+    if params.detector == "score":
+        scorer = RangeExcess(threshold=params.score_threshold, tail=params.score_tail)
+        return Ensemble((scorer,), consensus=1,
+                        chunk_rows=params.chunk_rows, score_column=0)
     algorithms = build(params.algorithms, registry=registry, params=params.algorithm_params)
     return Ensemble(algorithms, consensus=params.consensus, early_stop=params.early_stop,
                     chunk_rows=params.chunk_rows)

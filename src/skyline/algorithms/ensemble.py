@@ -2,7 +2,8 @@
 
 A metric is anomalous when at least `consensus` algorithms say True. Abstentions count neither
 way (upstream counted None as "not False", which pushed errors towards an anomaly). Score is
-True votes over opinions given. Intensity is a continuous companion for ranking: the mean, over
+True votes over opinions given, or, for a scoring ensemble (`score_column` set: the "score"
+detector, one algorithm with consensus 1), that algorithm's anomaly score (range_excess). Intensity is a continuous companion for ranking: the mean, over
 the algorithms that gave an opinion, of each one's severity (statistic over limit, 1 = at the
 limit) capped at INTENSITY_CAP, so one wild statistic cannot dominate.
 
@@ -33,6 +34,7 @@ from skyline.algorithms.base import (
     as_verdict,
 )
 from skyline.algorithms.batch import Batch
+from skyline.algorithms.range_excess import to_score
 from skyline.core.errors import InvalidInput
 from skyline.core.events import AlgorithmResult
 from skyline.core.types import FloatArray
@@ -56,6 +58,7 @@ class EnsembleResult:
     opinions: list[Opinions]
     errors: dict[str, str] = field(default_factory=dict)
     failed: BoolArray | None = None  # (rows, algorithms): the algorithm raised on this row's chunk
+    score_column: int | None = None  # the algorithm whose anomaly score is the score
 
     @property
     def names(self) -> tuple[str, ...]:
@@ -82,6 +85,8 @@ class EnsembleResult:
 
     @cached_property
     def score(self) -> FloatArray:
+        if self.score_column is not None:
+            return to_score(self.opinions[self.score_column].statistic)
         given = self.opinion_counts
         with np.errstate(invalid="ignore", divide="ignore"):
             return np.where(given > 0, self.votes / np.maximum(given, 1), 0.0)
@@ -125,6 +130,7 @@ class Ensemble:
     consensus: int = 6
     early_stop: bool = False
     chunk_rows: int = 1024
+    score_column: int | None = None
 
     def __post_init__(self) -> None:
         if not self.algorithms:
@@ -134,6 +140,8 @@ class Ensemble:
                                f"algorithms ({len(self.algorithms)})")
         if self.chunk_rows < 1:
             raise InvalidInput("chunk_rows must be at least 1")
+        if self.score_column is not None and not 0 <= self.score_column < len(self.algorithms):
+            raise InvalidInput(f"score_column {self.score_column} names no algorithm")
 
     def run(self, batch: Batch) -> EnsembleResult:
         size = batch.size
@@ -146,7 +154,7 @@ class Ensemble:
             chunk = batch if (lo == 0 and hi == size) else batch.slice(lo, hi)
             self._run_chunk(chunk, lo, opinions, errors, failed)
         return EnsembleResult(self.algorithms, self.consensus, batch.rows, opinions, errors,
-                              failed)
+                              failed, self.score_column)
 
     def _run_chunk(self, chunk: Batch, offset: int, opinions: list[Opinions],
                    errors: dict[str, str], failed: BoolArray) -> None:

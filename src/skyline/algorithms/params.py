@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from enum import IntEnum
 from typing import Any
 
+from skyline.algorithms.range_excess import DEFAULT_TAIL, DEFAULT_THRESHOLD
 from skyline.algorithms.registry import DEFAULT_ALGORITHMS
 from skyline.core.errors import InvalidInput
 
@@ -31,6 +32,9 @@ _LABELS = {Status.OK: "Analysed", Status.EMPTY: "EmptyTimeseries", Status.TOO_SH
            Status.INCOMPLETE: "Incomplete", Status.STALE: "Stale", Status.BORING: "Boring"}
 
 
+DETECTORS = ("score", "consensus")
+
+
 @dataclass(frozen=True)
 class AnalysisParams:
     # the window (FULL_DURATION) and how series are shaped for analysis
@@ -48,10 +52,23 @@ class AnalysisParams:
     stale_period: float = 500.0  # STALE_PERIOD
     max_tolerable_boredom: int = 100  # MAX_TOLERABLE_BOREDOM
     boredom_set_size: int = 1  # BOREDOM_SET_SIZE
+    short_fraction: float = 0.5
+    """A sparse series whose window cannot hold min_tolerable_length points is TooShort only
+    below this fraction of the points full_duration holds at its own step (hourly points: 12
+    of 24 in a day). 0: min_tolerable_length applies to every series, as upstream."""
     incomplete_fraction: float = 0.0
     """Incomplete when the series spans less than this fraction of full_duration (documented
     upstream, never built there). 0 turns it off, which keeps upstream's behaviour."""
-    # the ensemble
+    # how a metric is judged: "score" (the anomaly score of range_excess reaches
+    # score_threshold) or "consensus" (at least `consensus` of `algorithms` vote True). The
+    # analyzer's setting analyzer.detector defaults to "score"; here the upstream vote stays
+    # the default so that a caller naming algorithms and a consensus gets them
+    detector: str = "consensus"
+    score_threshold: float = DEFAULT_THRESHOLD  # ANOMALY_SCORE_THRESHOLD
+    score_tail: int = DEFAULT_TAIL
+    """Newest points the score detector judges, each against the points before it: an
+    analyzer run may find several new points. Replay judges every point as it arrives (1)."""
+    # the consensus ensemble
     algorithms: tuple[str, ...] = DEFAULT_ALGORITHMS  # ALGORITHMS
     consensus: int = 6  # CONSENSUS
     algorithm_params: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
@@ -74,6 +91,15 @@ class AnalysisParams:
             problems.append("incomplete_fraction must be between 0 and 1")
         if self.max_tolerable_boredom < 1 or self.boredom_set_size < 1:
             problems.append("MAX_TOLERABLE_BOREDOM and BOREDOM_SET_SIZE must be at least 1")
+        if not 0 <= self.short_fraction <= 1:
+            problems.append("short_fraction must be between 0 and 1")
+        if self.detector not in DETECTORS:
+            problems.append(f"detector must be one of {', '.join(DETECTORS)}, not "
+                            f"{self.detector!r}")
+        if self.score_tail < 1:
+            problems.append("score_tail must be at least 1")
+        if not 0 < self.score_threshold <= 1:
+            problems.append("ANOMALY_SCORE_THRESHOLD must be in (0, 1]")
         if self.bucket_padding < 0:
             problems.append("bucket_padding must not be negative")
         if problems:

@@ -220,6 +220,21 @@ def _resample(f: _Flat, params: AnalysisParams, spacing: FloatArray) -> BoolArra
     return dense
 
 
+def _min_length(params: AnalysisParams, counts: IntArray, span: FloatArray) -> IntArray:
+    """Points each series needs: MIN_TOLERABLE_LENGTH, or, for a series too sparse for its
+    window to ever hold that many, short_fraction of what the window holds at the series' own
+    average step (at least 2). A 60 s assumption would leave hourly metrics, or irregular ones
+    that report every few minutes, never analysed."""
+    need = np.full(len(counts), params.min_tolerable_length, dtype=np.int64)
+    if params.short_fraction <= 0:
+        return need
+    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+        holds = params.full_duration * (counts - 1) / span  # inf/NaN: under 2 points
+    holds = np.where(np.isfinite(holds), holds, np.inf)
+    sparse = np.maximum(np.ceil(params.short_fraction * np.minimum(holds, 2.0**62)), 2)
+    return np.minimum(need, sparse).astype(np.int64)
+
+
 def _boring(f: _Flat, params: AnalysisParams) -> BoolArray:
     """len(set(last MAX_TOLERABLE_BOREDOM values)) == BOREDOM_SET_SIZE, per segment."""
     width = params.max_tolerable_boredom
@@ -274,7 +289,7 @@ def _prepare_group(f: _Flat, offset: int, params: AnalysisParams,
     status[boring] = Status.BORING
     status[stale] = Status.STALE
     status[incomplete & (params.incomplete_fraction > 0)] = Status.INCOMPLETE
-    status[counts < params.min_tolerable_length] = Status.TOO_SHORT
+    status[counts < _min_length(params, counts, span)] = Status.TOO_SHORT
     status[counts == 0] = Status.EMPTY
     out.status[ids] = status
 

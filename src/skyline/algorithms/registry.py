@@ -27,6 +27,7 @@ from skyline.algorithms.ks_test import KsTest
 from skyline.algorithms.least_squares import LeastSquares
 from skyline.algorithms.mean_subtraction_cumulation import MeanSubtractionCumulation
 from skyline.algorithms.median_absolute_deviation import MedianAbsoluteDeviation
+from skyline.algorithms.range_excess import RangeExcess
 from skyline.algorithms.stddev_from_average import StddevFromAverage
 from skyline.algorithms.stddev_from_moving_average import StddevFromMovingAverage
 from skyline.core.errors import DuplicateAlgorithm, InvalidInput, UnknownAlgorithm
@@ -57,6 +58,7 @@ OPTIONAL_BUILTINS: Mapping[str, Factory] = {
     "spectral_residual": SpectralResidual,
     "isolation_forest": IsolationForest,
     "mstl": Mstl,
+    "range_excess": RangeExcess,  # the "score" detector's algorithm; selectable as a voter too
 }
 
 

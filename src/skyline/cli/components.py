@@ -45,7 +45,12 @@ class Component:
 def _webapp(
     ctx: Context, socks: dict[str, socket.socket], routers: Sequence[APIRouter]
 ) -> Coroutine[Any, Any, None]:
-    return webapp.run(ctx, socks["WEBAPP_PORT"], routers)
+    return webapp.run(ctx, socks["WEBAPP_PORT"], routers, announce=_announce)
+
+
+def _announce(message: str) -> None:
+    # what a person must see once, e.g. the first admin's password, beside the banner
+    print(message, flush=True)
 
 
 def _flux(
@@ -92,7 +97,8 @@ REGISTRY: dict[str, Component] = {
     c.name: c
     for c in [
         Component(
-            "webapp", "web UI, JSON API, flux routes and /metrics on WEBAPP_PORT", _webapp,
+            "webapp", "web UI, /api/v1 (anomalies, metrics, series, runs), flux routes and "
+            "/metrics on WEBAPP_PORT", _webapp,
             ports=(Port("WEBAPP_PORT", lambda s: s.WEBAPP_IP, lambda s: s.WEBAPP_PORT),),
         ),
         Component(
@@ -111,8 +117,8 @@ REGISTRY: dict[str, Component] = {
         Component("roomba", "trims the hot store to FULL_DURATION + ROOMBA_GRACE_TIME", _roomba),
         Component("analyzer", "analyses every metric each ANALYZER_OPTIMUM_RUN_DURATION; "
                   "anomalies go to the anomaly stream", _analyzer),
-        Component("panorama", "stores anomaly events from the stream in SQL, once each; "
-                  "/api/v1/anomalies", _panorama, routers=panorama.routers),
+        Component("panorama", "stores anomaly events from the stream in SQL, once each",
+                  _panorama),
         Component("alerters", "routes anomalies to SMTP, Slack, PagerDuty, webhook, "
                   "Alertmanager and syslog; /api/v1/silences", _alerters,
                   routers=alerters.routers),

@@ -5,12 +5,10 @@ skyline.services.crucible."""
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import json
 import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -21,7 +19,6 @@ from skyline.core.timeutil import iso
 
 if TYPE_CHECKING:
     from skyline.core.types import FloatArray
-    from skyline.runtime.customalgos import CustomSpec
     from skyline.runtime.judge import Judge
     from skyline.services.crucible import Examination, Replay
     from skyline.settings import Settings
@@ -29,9 +26,6 @@ if TYPE_CHECKING:
 
 class _HasSettings(Protocol):
     def settings(self) -> Settings: ...
-
-
-APP = "crucible"
 
 
 def _read_file(path: Path, min_points: int) -> tuple[FloatArray, FloatArray]:
@@ -62,53 +56,6 @@ def _read_metric(settings: Settings, name: str, min_points: int
             raise NotFound(f"no metric named {name!r} (see `skyline metrics list`)")
     check_series(series.timestamps, name, min_points)
     return series.timestamps, series.values
-
-
-def _select(settings: Settings, wanted: str | None
-            ) -> tuple[list[str], tuple[CustomSpec, ...]]:
-    """The built-in/plug-in algorithms and the custom ones to run."""
-    from skyline.algorithms import OPTIONAL_BUILTINS, discover
-    from skyline.runtime.customalgos import specs_from_settings
-
-    customs = specs_from_settings(settings, APP)
-    if not wanted:
-        return list(settings.ALGORITHMS), customs
-    names = [n.strip() for n in wanted.split(",") if n.strip()]
-    registry = {**OPTIONAL_BUILTINS, **discover()}
-    by_name = {c.name: c for c in customs}
-    unknown = [n for n in names if n not in registry and n not in by_name]
-    if unknown:
-        known = sorted(set(registry) | set(by_name))
-        raise InvalidInput(f"unknown algorithm {', '.join(unknown)}; known: {', '.join(known)}")
-    if len(set(names)) != len(names):
-        raise InvalidInput("--algorithms lists an algorithm twice")
-    return ([n for n in names if n not in by_name],
-            tuple(by_name[n] for n in names if n in by_name))
-
-
-@contextlib.contextmanager
-def _judge(settings: Settings, builtins: list[str], customs: tuple[CustomSpec, ...]
-           ) -> Iterator[Judge]:
-    from skyline.runtime.analysis_settings import analysis_params
-    from skyline.runtime.judge import Judge
-    from skyline.runtime.sandbox import Sandbox
-
-    if not builtins and not customs:
-        raise InvalidInput("no algorithm selected")
-    consensus = max(1, min(settings.CONSENSUS, len(builtins) + len(customs)))
-    algorithms = tuple(builtins) or tuple(settings.ALGORITHMS[:1])  # the ensemble needs one
-    algorithm_params = {k: v for k, v in settings.analyzer.algorithm_params.items()
-                        if k in algorithms}
-    params = analysis_params(settings, algorithms=algorithms,
-                             consensus=min(consensus, len(algorithms)), early_stop=False,
-                             algorithm_params=algorithm_params)
-    sandbox = Sandbox(customs) if customs else None
-    try:
-        yield Judge(params, customs, sandbox=sandbox, run_builtins=bool(builtins),
-                    consensus=consensus)
-    finally:
-        if sandbox is not None:
-            sandbox.close()
 
 
 def _replay(judge: Judge, metric: str, t: FloatArray, v: FloatArray, expiration: float,
@@ -191,7 +138,7 @@ def crucible(obj: _HasSettings, path: Path | None, metric: str | None, algorithm
     """Analyse one series: a CSV (timestamp,value; header optional) or JSON ([[t, v], ...]
     or {"points": ...}) file, or --metric NAME from the hot store. Prints each algorithm's
     verdict and explanation and the consensus."""
-    from skyline.services.crucible import examine
+    from skyline.services.crucible import crucible_judge, examine, select_algorithms
 
     if (path is None) == (metric is None):
         raise click.UsageError("give a PATH or --metric NAME (one of them)")
@@ -204,10 +151,10 @@ def crucible(obj: _HasSettings, path: Path | None, metric: str | None, algorithm
         assert metric is not None
         t, v = _read_metric(settings, metric, min_points)
         source, name, now = metric, metric, time.time()
-    builtins, customs = _select(settings, algorithms)
+    builtins, customs = select_algorithms(settings, algorithms)
     expiration = float(settings.EXPIRATION_TIME)
     rp = None
-    with _judge(settings, builtins, customs) as judge:
+    with crucible_judge(settings, builtins, customs) as judge:
         ex = examine(judge, name, t, v, now=now)
         if do_replay or plot is not None:
             rp = _replay(judge, name, t, v, expiration, show_progress=True)

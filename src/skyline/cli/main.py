@@ -14,6 +14,7 @@ from skyline.cli.analysis import analyze
 from skyline.cli.bench import bench
 from skyline.cli.crucible import crucible
 from skyline.cli.lazy import LazyChoice
+from skyline.cli.users import user
 from skyline.core.errors import SettingsError, SkylineError
 from skyline.core.timeutil import iso, now, parse_time
 from skyline.settings import Settings, load_settings
@@ -392,6 +393,9 @@ cli.add_command(bench)
 # analyze, crucible (in skyline.cli.analysis, skyline.cli.crucible) -----------------------------
 cli.add_command(analyze)
 cli.add_command(crucible)
+
+# users of the web app (in skyline.cli.users) ----------------------------------------------------
+cli.add_command(user)
 
 
 def main() -> None:

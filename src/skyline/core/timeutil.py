@@ -6,6 +6,8 @@ import re
 import time
 from datetime import UTC, datetime
 
+from skyline.core.errors import InvalidInput
+
 _RELATIVE = re.compile(r"^-?(\d+(?:\.\d+)?)\s*(s|sec|m|min|h|d|w)?$")
 _UNIT_SECONDS = {None: 1, "s": 1, "sec": 1, "m": 60, "min": 60, "h": 3600, "d": 86400, "w": 604800}
 
@@ -47,6 +49,21 @@ def parse_time(text: str, *, reference: float | None = None) -> float:
     if dt.tzinfo is None:
         dt = dt.replace(tzinfo=UTC)
     return dt.timestamp()
+
+
+def parse_until(text: str, reference: float | None = None) -> float:
+    """'2h', '30m' (from now), ISO 8601 or Unix seconds: when something (a silence) ends."""
+    ref = now() if reference is None else reference
+    t = text.strip()
+    try:
+        return ref + parse_duration(t)
+    except ValueError:
+        pass
+    try:
+        return parse_time(t, reference=ref)
+    except ValueError:
+        raise InvalidInput(f"until: not a duration or a time: {text!r} (e.g. 2h, 1d, "
+                           "2030-01-01T00:00:00Z)") from None
 
 
 def iso(ts: float) -> str:

@@ -19,6 +19,14 @@ from skyline.core.events import AnomalyEvent
 
 _LOCK = threading.Lock()
 DPI = 100
+# matplotlib cannot scale an axis whose span overflows a float (values near +-1.8e308 are
+# valid points): such values are drawn at this bound (the API and pages show the real one)
+PLOT_LIMIT = 1e300
+
+
+def drawable(values: Any) -> Any:
+    """`values` clipped to what an axis can span."""
+    return np.clip(np.asarray(values, dtype=float), -PLOT_LIMIT, PLOT_LIMIT)
 
 
 def anomaly_png(event: AnomalyEvent, *, width: int = 800, height: int = 300) -> bytes:
@@ -31,7 +39,7 @@ def anomaly_png(event: AnomalyEvent, *, width: int = 800, height: int = 300) -> 
 
     ts, vs = event.window_arrays()
     finite = np.isfinite(ts) & np.isfinite(vs)
-    ts, vs = ts[finite], vs[finite]
+    ts, vs = ts[finite], drawable(vs[finite])
     with _LOCK:
         fig = Figure(figsize=(width / DPI, height / DPI), dpi=DPI)
         FigureCanvasAgg(fig)
@@ -39,15 +47,18 @@ def anomaly_png(event: AnomalyEvent, *, width: int = 800, height: int = 300) -> 
         when = date2num([datetime.fromtimestamp(float(t), UTC) for t in ts])
         if len(vs):
             ax.plot(when, vs, color="#1f77b4", linewidth=1.0, label="value")
-            mean = float(np.mean(vs))
-            sigma = float(np.std(vs))
-            ax.axhline(mean, color="#888888", linewidth=0.8, linestyle="--", label="mean")
-            if sigma > 0:
+            with np.errstate(over="ignore", invalid="ignore"):
+                mean = float(np.mean(vs))
+                sigma = float(np.std(vs))
+            if np.isfinite(mean):
+                ax.axhline(mean, color="#888888", linewidth=0.8, linestyle="--", label="mean")
+            if np.isfinite(mean) and np.isfinite(sigma) and sigma > 0:
                 ax.axhspan(mean - 3 * sigma, mean + 3 * sigma, color="#cccccc", alpha=0.3,
                            label="±3σ")
         at = float(date2num(datetime.fromtimestamp(float(event.timestamp), UTC)))
         colour = "#d62728" if event.status == "anomalous" else "#2ca02c"
-        ax.scatter([at], [event.value], color=colour, s=40, zorder=5, label=event.status)
+        ax.scatter([at], [float(drawable(event.value))], color=colour, s=40, zorder=5,
+                   label=event.status)
         ax.axvline(at, color=colour, linewidth=0.8, alpha=0.6)
         title = event.metric if len(event.metric) <= 90 else event.metric[:87] + "..."
         return finish_png(fig, ax, title)

@@ -12,7 +12,7 @@ import numpy as np
 import numpy.typing as npt
 
 from skyline.core.types import FloatArray
-from skyline.plots.anomaly import _LOCK, DPI, finish_png
+from skyline.plots.anomaly import _LOCK, DPI, drawable, finish_png
 
 
 def series_png(timestamps: FloatArray, values: FloatArray, *, title: str,
@@ -26,6 +26,7 @@ def series_png(timestamps: FloatArray, values: FloatArray, *, title: str,
 
     when = np.array([datetime.fromtimestamp(float(t), UTC) for t in timestamps])
     index = {float(t): i for i, t in enumerate(timestamps)}
+    values = drawable(values)
     with _LOCK:
         fig = Figure(figsize=(width / DPI, height / DPI), dpi=DPI)
         FigureCanvasAgg(fig)

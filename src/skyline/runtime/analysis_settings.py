@@ -20,6 +20,8 @@ def analysis_params(s: Settings, **overrides: Any) -> AnalysisParams:
         boredom_set_size=s.BOREDOM_SET_SIZE, incomplete_fraction=a.incomplete_fraction,
         algorithms=tuple(s.ALGORITHMS), consensus=s.CONSENSUS,
         algorithm_params={k: dict(v) for k, v in a.algorithm_params.items()},
+        detector=a.detector, score_threshold=s.ANOMALY_SCORE_THRESHOLD,
+        short_fraction=a.short_fraction,
     )
     kw.update(overrides)
     try:

@@ -33,7 +33,6 @@ from skyline.algorithms import (
     Analysis,
     AnalysisParams,
     Batch,
-    Ensemble,
     EnsembleResult,
     Prepared,
     Status,
@@ -158,17 +157,17 @@ class Judge:
                  sandbox: Sandbox | None = None, registry: Mapping[str, Any] | None = None,
                  run_builtins: bool = True, consensus: int | None = None) -> None:
         self.params = params
-        # the vote over built-ins and custom algorithms together (crucible may select fewer
-        # built-ins than CONSENSUS and add custom ones)
-        self.consensus = params.consensus if consensus is None else consensus
         self.customs = tuple(customs)
         self.sandbox = sandbox
         if self.customs and sandbox is None:
             raise ValueError("custom algorithms need a sandbox to run in")
         self.run_builtins = run_builtins
         self.ensemble = make_ensemble(params, registry)
-        self.full = Ensemble(self.ensemble.algorithms, consensus=params.consensus,
-                             early_stop=False, chunk_rows=params.chunk_rows)
+        # the vote over built-ins and custom algorithms together (crucible may select fewer
+        # built-ins than CONSENSUS and add custom ones; the score detector votes once, so a
+        # voting custom algorithm's True is then enough on its own)
+        self.consensus = self.ensemble.consensus if consensus is None else consensus
+        self.full = dataclasses.replace(self.ensemble, early_stop=False)
         self._matchers = [(s, s.matcher()) for s in self.customs]
 
     # -- entry points --------------------------------------------------------------------------
@@ -282,5 +281,6 @@ class Judge:
                 alone[i] |= spec.alone and out.verdict == 1
         v.anomalous = ((votes >= self.consensus) | alone) & ~vetoed
         v.judged = opinions > 0
-        with np.errstate(invalid="ignore", divide="ignore"):
-            v.score = np.where(opinions > 0, votes / np.maximum(opinions, 1), 0.0)
+        if self.ensemble.score_column is None:  # a scoring ensemble keeps its anomaly score
+            with np.errstate(invalid="ignore", divide="ignore"):
+                v.score = np.where(opinions > 0, votes / np.maximum(opinions, 1), 0.0)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
@@ -42,6 +42,18 @@ class AnalyzerSettings(_Table):
         description="Analysis resolution in seconds: a series with more than one point per "
         "step (1.5 or more on average) is averaged into steps of this size; sparser series "
         "keep their own points. Unset: every series at its own resolution.",
+    )
+    detector: Literal["score", "consensus"] = Field(
+        "score",
+        description="How a metric is judged: score (its anomaly score reaches "
+        "ANOMALY_SCORE_THRESHOLD; ALGORITHMS and CONSENSUS are not used) or consensus "
+        "(upstream's vote: at least CONSENSUS of ALGORITHMS say anomalous).",
+    )
+    short_fraction: float = Field(
+        0.5, ge=0, le=1,
+        description="A series too sparse for FULL_DURATION to ever hold MIN_TOLERABLE_LENGTH "
+        "points (e.g. hourly) is TooShort only below this fraction of the points "
+        "FULL_DURATION holds at its own step; 0: MIN_TOLERABLE_LENGTH applies to all.",
     )
     incomplete_fraction: float = Field(
         0.0, ge=0, le=1,

@@ -22,6 +22,7 @@ from skyline.settings.analyzer import (
     CustomAlgorithmSettings,
     check_analyzer,
 )
+from skyline.settings.webapp import MIN_PASSWORD_LENGTH, USERNAME_PATTERN, WebappSettings
 
 ENV_PREFIX = "SKYLINE_"
 ENV_NESTED = "__"
@@ -380,6 +381,14 @@ class Settings(BaseSettings):
         description="Algorithms that must say anomalous for a metric to be anomalous "
         "(algorithms that cannot judge a series abstain and count neither way).",
     )
+    ANOMALY_SCORE_THRESHOLD: float = Field(
+        0.7063, gt=0, le=1,
+        description="With analyzer.detector \"score\" (the default): a metric is anomalous "
+        "when its anomaly score reaches this. The score is z / (1 + z) for z the standard "
+        "deviations by which the last point leaves the range of the window's earlier points, "
+        "or its step exceeds the largest earlier step (range_excess, docs/algorithms.md); "
+        "0.7063 (z 2.4) is the threshold NAB's standard profile chose (docs/benchmarks.md).",
+    )
     STALE_PERIOD: int = Field(
         500, ge=0,
         description="Seconds without a new point after which a metric is Stale and not "
@@ -463,6 +472,21 @@ class Settings(BaseSettings):
     INSTANCE_NAME: str = Field(
         "", description="Name of this Skyline instance in self-metrics; empty: the host name."
     )
+    WEBAPP_AUTH_ENABLED: bool = Field(
+        True,
+        description="Require a login (session or API token) for the web app and API; false "
+        "lets anyone who reaches WEBAPP_PORT read and change everything (logged loudly). "
+        "Flux routes, /metrics and /api/v1/health never need one.",
+    )
+    WEBAPP_AUTH_USER: str = Field(
+        "", pattern=r"^$|" + USERNAME_PATTERN,
+        description="Upstream's single web user: with WEBAPP_AUTH_USER_PASSWORD, an admin "
+        "created at start and kept at that password (more users: [webapp] users).",
+    )
+    WEBAPP_AUTH_USER_PASSWORD: SecretStr | None = Field(
+        None, json_schema_extra={"mask": "all"},
+        description="Password of WEBAPP_AUTH_USER.",
+    )
 
     # component tables -------------------------------------------------------------------------
     redis: RedisSettings = Field(default_factory=RedisSettings, description="[redis] table.")
@@ -487,6 +511,9 @@ class Settings(BaseSettings):
     )
     analyzer: AnalyzerSettings = Field(
         default_factory=AnalyzerSettings, description="[analyzer] table."
+    )
+    webapp: WebappSettings = Field(
+        default_factory=WebappSettings, description="[webapp] table."
     )
 
     @field_validator("SKIP_LIST", "DO_NOT_SKIP_LIST")
@@ -537,6 +564,19 @@ class Settings(BaseSettings):
                 raise ValueError(f"prefix {prefix!r} of key number {i} is not a dotted "
                                  "metric namespace")
         return v
+
+    @model_validator(mode="after")
+    def _auth_user(self) -> Settings:
+        pw = self.WEBAPP_AUTH_USER_PASSWORD
+        if bool(self.WEBAPP_AUTH_USER) != (pw is not None):
+            raise ValueError("WEBAPP_AUTH_USER and WEBAPP_AUTH_USER_PASSWORD go together")
+        if pw is not None and len(pw.get_secret_value()) < MIN_PASSWORD_LENGTH:
+            raise ValueError(f"WEBAPP_AUTH_USER_PASSWORD is shorter than {MIN_PASSWORD_LENGTH} "
+                             "characters")
+        if any(u.username == self.WEBAPP_AUTH_USER for u in self.webapp.users):
+            raise ValueError(f"user {self.WEBAPP_AUTH_USER!r} is both WEBAPP_AUTH_USER and in "
+                             "webapp.users")
+        return self
 
     @field_validator("REDIS_URL")
     @classmethod

@@ -29,6 +29,7 @@ class RowOpinions:
     verdicts: npt.NDArray[np.int8]
     severity: FloatArray
     consensus: int
+    score: FloatArray  # the analyzer's score (EnsembleResult.score)
 
     @property
     def votes(self) -> FloatArray:
@@ -78,6 +79,12 @@ VOTE_SHARE = ScoreRule(
 VERDICT = ScoreRule(
     "verdict", "1 when at least CONSENSUS algorithms vote True, else 0: what the analyzer "
     "alerts on", _verdict)
+
+
+ANALYZER_SCORE = ScoreRule(
+    "analyzer-score", "the analyzer's own score: for the score detector the anomaly score "
+    "range_excess gives, which the analyzer compares with ANOMALY_SCORE_THRESHOLD",
+    lambda r: r.score)
 
 
 def _intensity(r: RowOpinions) -> FloatArray:
@@ -199,7 +206,10 @@ class Detector:
                 "post": None if self.post is None else getattr(self.post, "__name__", "post"),
                 "resolution": p.resolution,
                 "min_tolerable_length": p.min_tolerable_length,
-                "detect_counters": p.detect_counters, "early_stop": p.early_stop}
+                "detect_counters": p.detect_counters, "early_stop": p.early_stop,
+                "detector": p.detector,
+                "score_threshold": p.score_threshold if p.detector == "score" else None,
+                "score_tail": p.score_tail, "short_fraction": p.short_fraction}
 
 
 # NAB's port (nab/detectors/skyline): seven of Etsy's algorithms in this order, grubbs and
@@ -228,7 +238,7 @@ CLASSIC_7 = Detector(
         # 2 distinct values among the last 1, which can never happen
         max_tolerable_boredom=1, boredom_set_size=2, stale_period=math.inf,
         resolution=None, max_points=NO_CAP, detect_counters=False, min_tolerable_length=1,
-        early_stop=False),
+        early_stop=False, detector="consensus"),
     # NAB's first_hour_average baseline is [t - 24 h, t - 23 h) before the last point t; ours
     # is the open interval (t - FULL_DURATION, t - FULL_DURATION + 1 h), which on NAB's
     # whole-second timestamps is the same set of points when FULL_DURATION is 24 h + 0.5 s
@@ -246,7 +256,7 @@ CLASSIC_9 = Detector(
     # also ours); Etsy neither resampled nor detected counters
     params=AnalysisParams(full_duration=86400.0, algorithms=ETSY_NINE, consensus=6,
                           resolution=None, max_points=NO_CAP, detect_counters=False,
-                          min_tolerable_length=1, early_stop=False),
+                          min_tolerable_length=1, early_stop=False, detector="consensus"),
     score=VOTE_SHARE)
 
 CLASSIC_9_VERDICT = Detector(
@@ -254,27 +264,57 @@ CLASSIC_9_VERDICT = Detector(
     summary="classic-9 scored by its CONSENSUS (6 of 9) verdict: 1 or 0",
     params=CLASSIC_9.params, score=VERDICT)
 
+# the analyzer's default: the anomaly score (range_excess on FULL_DURATION), one alert per
+# EXPIRATION_TIME (3600 s) while it lasts, as the analyzer's incidents emit events
+ALERT_EXPIRY = 3600.0  # upstream's EXPIRATION_TIME
+
+# Replay judges every point as it arrives, so each point is the newest once: score_tail 1.
+# The analyzer's tail of 3 only adds re-judgements of the two points before the newest, which
+# its EXPIRATION_TIME suppresses; replayed, they come back with scores a hair higher (the
+# window has lost its oldest points since) and slip through hold_back as repeats
+# (docs/benchmarks.md: default-tail-3).
+REPLAY_PARAMS = AnalysisParams(detector="score", score_tail=1)
+
 DEFAULT = Detector(
     name="default",
     summary="the analyzer's default analysis (AnalysisParams defaults: 24 h at 60 s analysis "
-            "resolution, counters as derivatives, MIN_TOLERABLE_LENGTH 100, CONSENSUS 6 with "
-            "early stop), score = the anomalous verdict",
-    params=AnalysisParams(), score=VERDICT)
+            "resolution, detector \"score\", each point judged as it arrives): "
+            "range_excess's anomaly score, held back for an hour after each alert (the "
+            "analyzer's EXPIRATION_TIME)",
+    params=REPLAY_PARAMS, score=ANALYZER_SCORE, post=hold_back(ALERT_EXPIRY))
 
-DEFAULT_VOTE_SHARE = Detector(
-    name="default-vote-share",
-    summary="default, scored by the analyzer's votes / opinions (early stop leaves normal rows "
-            "with fewer opinions)",
-    params=AnalysisParams(), score=VOTE_SHARE)
+DEFAULT_UNHELD = Detector(
+    name="default-unheld",
+    summary="default without the hour's hold-back: every row's anomaly score",
+    params=REPLAY_PARAMS, score=ANALYZER_SCORE)
 
-# -- explored after the three above (docs/benchmarks.md has every configuration tried) --------
-ALERT_EXPIRY = 3600.0  # an alert is not repeated within an hour (upstream's EXPIRATION_TIME)
+DEFAULT_TAIL_3 = Detector(
+    name="default-tail-3",
+    summary="default with the analyzer's score_tail of 3 (each row scores the most anomalous "
+            "of its last three points)",
+    params=AnalysisParams(detector="score"), score=ANALYZER_SCORE, post=hold_back(ALERT_EXPIRY))
 
-DEFAULT_HOLD = Detector(
-    name="default-hold",
-    summary="default, each alert held back for an hour after the last one (at most one "
+CONSENSUS_PARAMS = AnalysisParams(detector="consensus")
+
+CONSENSUS = Detector(
+    name="consensus",
+    summary="the analyzer with detector \"consensus\" (the default before the score "
+            "detector: nine algorithms, CONSENSUS 6 with early stop, MIN_TOLERABLE_LENGTH 100 "
+            "for series the window can hold that many of), score = the anomalous verdict",
+    params=CONSENSUS_PARAMS, score=VERDICT)
+
+CONSENSUS_VOTE_SHARE = Detector(
+    name="consensus-vote-share",
+    summary="consensus, scored by the analyzer's votes / opinions (early stop leaves normal "
+            "rows with fewer opinions)",
+    params=CONSENSUS_PARAMS, score=VOTE_SHARE)
+
+# -- explored (docs/benchmarks.md has every configuration tried) ----------------------------
+CONSENSUS_HOLD = Detector(
+    name="consensus-hold",
+    summary="consensus, each alert held back for an hour after the last one (at most one "
             "detection per anomaly run and hour)",
-    params=DEFAULT.params, score=VERDICT, post=hold_back(ALERT_EXPIRY))
+    params=CONSENSUS_PARAMS, score=VERDICT, post=hold_back(ALERT_EXPIRY))
 
 CLASSIC_9_HOLD = Detector(
     name="classic-9-hold",
@@ -295,8 +335,9 @@ FULL_HISTORY_9_HOLD = Detector(
     anchor=CLASSIC_7.anchor, score=VERDICT, post=hold_back(ALERT_EXPIRY))
 
 DETECTORS: Mapping[str, Detector] = {d.name: d for d in (
-    DEFAULT, CLASSIC_7, CLASSIC_9, CLASSIC_9_VERDICT, DEFAULT_VOTE_SHARE,
-    DEFAULT_HOLD, CLASSIC_9_HOLD, CLASSIC_9_INTENSITY, FULL_HISTORY_9_HOLD)}
+    DEFAULT, DEFAULT_UNHELD, DEFAULT_TAIL_3, CLASSIC_7, CLASSIC_9, CLASSIC_9_VERDICT, CONSENSUS,
+    CONSENSUS_VOTE_SHARE, CONSENSUS_HOLD, CLASSIC_9_HOLD, CLASSIC_9_INTENSITY,
+    FULL_HISTORY_9_HOLD)}
 
 
 def get(name: str) -> Detector:

@@ -101,6 +101,7 @@ def replay(timestamps: FloatArray, values: FloatArray, detector: Detector, *,
     k = len(ensemble.algorithms)
     verdicts = np.full((n, k), NOT_RUN, dtype=np.int8)
     severity = np.full((n, k), np.nan)
+    ens_score = np.zeros(n)
     lo = window_starts(t, detector.history)
     counts = np.arange(n, dtype=np.int64) - lo + 1
     for a, b in _chunks(counts, chunk_points):
@@ -115,20 +116,25 @@ def replay(timestamps: FloatArray, values: FloatArray, detector: Detector, *,
             rows = result.rows + a
             verdicts[rows] = result.verdicts
             severity[rows] = np.stack([o.severity for o in result.opinions], axis=1)
+            ens_score[rows] = result.score
         if progress is not None:
             progress(b - a)
-    return score_rows(detector, t, status, verdicts, severity)
+    return score_rows(detector, t, status, verdicts, severity, ens_score)
 
 
 def score_rows(detector: Detector, timestamps: FloatArray, status: npt.NDArray[np.int8],
-               verdicts: npt.NDArray[np.int8], severity: FloatArray) -> ReplayResult:
-    """Scores from the per-row opinions (so several score rules can share one replay)."""
+               verdicts: npt.NDArray[np.int8], severity: FloatArray,
+               ensemble_score: FloatArray | None = None) -> ReplayResult:
+    """Scores from the per-row opinions (so several score rules can share one replay).
+    ensemble_score: the analyzer's score of each row (EnsembleResult.score)."""
     ok = status == Status.OK
     severity = np.where(verdicts >= 0, severity, np.nan)
+    if ensemble_score is None:
+        ensemble_score = np.zeros(len(status))
     score = np.zeros(len(status))
     if ok.any():
         score[ok] = detector.score(RowOpinions(verdicts[ok], severity[ok],
-                                               detector.params.consensus))
+                                               detector.params.consensus, ensemble_score[ok]))
     if detector.post is not None:
         score = np.asarray(detector.post(timestamps, score), dtype=np.float64)
     votes = (verdicts == ANOMALOUS).sum(axis=1).astype(np.int64)

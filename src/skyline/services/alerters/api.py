@@ -9,27 +9,13 @@ from fastapi import APIRouter, Query, Response
 from pydantic import BaseModel, Field
 from sqlalchemy.engine import Engine
 
-from skyline.core.errors import InvalidInput, StoreUnavailable
-from skyline.core.timeutil import now, parse_duration, parse_time
+from skyline.core.errors import StoreUnavailable
+from skyline.core.timeutil import parse_until
 from skyline.runtime.context import Context
 from skyline.store.sql import alerts as q
 
 PREFIX = "/api/v1"
-
-
-def parse_until(text: str, reference: float | None = None) -> float:
-    """'2h', '30m' (from now), ISO 8601 or Unix seconds: when a silence ends."""
-    ref = now() if reference is None else reference
-    t = text.strip()
-    try:
-        return ref + parse_duration(t)
-    except ValueError:
-        pass
-    try:
-        return parse_time(t, reference=ref)
-    except ValueError:
-        raise InvalidInput(f"until: not a duration or a time: {text!r} (e.g. 2h, 1d, "
-                           "2030-01-01T00:00:00Z)") from None
+__all__ = ["default_who", "parse_until", "router"]
 
 
 def default_who() -> str:
@@ -46,6 +32,41 @@ class SilenceIn(BaseModel):
     who: str = Field("", max_length=255)
 
 
+class SilenceOut(BaseModel):
+    id: int
+    pattern: str
+    created: float
+    until: float = Field(description="Unix seconds when the silence ends")
+    reason: str
+    who: str
+
+
+class SilencesOut(BaseModel):
+    silences: list[SilenceOut]
+
+
+class AlertLogRowOut(BaseModel):
+    id: int
+    delivery_id: int | None
+    event_id: str | None
+    channel: str
+    kind: str
+    metric: str
+    attempt: int
+    status: str
+    error: str
+    duration: float
+    created: float
+
+
+class AlertLogOut(BaseModel):
+    log: list[AlertLogRowOut] = Field(description="newest first")
+
+
+# answered by the web app's one error handler, whose ErrorOut schema the app's OpenAPI holds
+_ERROR = {"content": {"application/json": {"schema": {"$ref": "#/components/schemas/ErrorOut"}}}}
+
+
 def _engine(ctx: Context) -> Engine:
     if ctx.engine is None:
         raise StoreUnavailable("SQL database", "(not connected yet)", "starting")
@@ -56,23 +77,24 @@ def _engine(ctx: Context) -> Engine:
 def router(ctx: Context) -> APIRouter:
     r = APIRouter(prefix=PREFIX, tags=["alerts"])
 
-    @r.get("/silences")
+    @r.get("/silences", response_model=SilencesOut)
     def list_silences(include_expired: bool = False) -> dict[str, Any]:
         rows = q.list_silences(_engine(ctx), include_expired=include_expired)
         return {"silences": [s.as_dict() for s in rows]}
 
-    @r.post("/silences", status_code=201)
+    @r.post("/silences", status_code=201, response_model=SilenceOut)
     def add_silence(body: SilenceIn) -> dict[str, Any]:
         s = q.add_silence(_engine(ctx), body.pattern, parse_until(body.until),
                           reason=body.reason, who=body.who)
         return s.as_dict()
 
-    @r.delete("/silences/{silence_id}", status_code=204)
+    @r.delete("/silences/{silence_id}", status_code=204, response_class=Response,
+              responses={404: {"description": "no such silence", **_ERROR}})
     def remove_silence(silence_id: int) -> Response:
         q.remove_silence(_engine(ctx), silence_id)
         return Response(status_code=204)
 
-    @r.get("/alerts/log")
+    @r.get("/alerts/log", response_model=AlertLogOut)
     def alert_log(channel: str | None = None, event_id: str | None = None,
                   limit: int = Query(100, ge=1, le=1000)) -> dict[str, Any]:
         return {"log": q.alert_log_rows(_engine(ctx), channel=channel, event_id=event_id,

@@ -3,6 +3,7 @@ that need the algorithm registry (which the settings layer cannot see)."""
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -56,6 +57,9 @@ def check_algorithms(params: AnalysisParams, customs: tuple[CustomSpec, ...],
     registry = discover() if registry is None else registry
     try:
         make_ensemble(params, registry)
+        # ALGORITHMS are checked even while the score detector does not use them, so that
+        # switching analyzer.detector to consensus cannot meet a broken list
+        make_ensemble(dataclasses.replace(params, detector="consensus"), registry)
     except (UnknownAlgorithm, DuplicateAlgorithm) as e:
         raise SettingsError([SettingProblem("ALGORITHMS", list(params.algorithms), str(e))]) \
             from None

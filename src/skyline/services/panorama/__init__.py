@@ -1,14 +1,6 @@
-"""Panorama: the one writer of anomaly events into SQL, and the queries over them."""
+"""Panorama: the one writer of anomaly events into SQL. The queries over them
+(skyline.store.sql.queries) are served by the web app's /api/v1/anomalies and pages."""
 
-from fastapi import APIRouter
-
-from skyline.runtime.context import Context
-from skyline.services.panorama.api import router
 from skyline.services.panorama.service import run
 
-
-def routers(ctx: Context) -> list[APIRouter]:
-    return [router(ctx)]
-
-
-__all__ = ["routers", "run"]
+__all__ = ["run"]

@@ -10,13 +10,25 @@ from typing import Any
 
 from fastapi import APIRouter, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
+from fastapi.openapi.utils import get_openapi
 from fastapi.responses import HTMLResponse, JSONResponse, PlainTextResponse, Response
+from fastapi.staticfiles import StaticFiles
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from skyline import __version__
-from skyline.core.errors import InvalidInput, NotFound, SkylineError, StoreUnavailable
+from skyline.core.errors import (
+    InvalidInput,
+    NotFound,
+    PatternError,
+    SkylineError,
+    StoreUnavailable,
+)
 from skyline.runtime.context import Context
+from skyline.services.webapp import api, crucible_page, login, pages
+from skyline.services.webapp.auth import SESSION_COOKIE, Auth, AuthMiddleware, is_open
 from skyline.services.webapp.health import health
+from skyline.services.webapp.models import ErrorOut
+from skyline.services.webapp.templating import STATIC
 from skyline.store.redis_client import CONNECTION_ERRORS
 from skyline.telemetry.counters import collect, prometheus_text
 
@@ -61,7 +73,7 @@ def install_error_handlers(app: FastAPI) -> None:
     async def skyline_error(request: Request, exc: SkylineError) -> Response:
         if isinstance(exc, NotFound):
             return _error(request, 404, str(exc))
-        if isinstance(exc, InvalidInput):
+        if isinstance(exc, InvalidInput | PatternError):
             return _error(request, 400, str(exc))
         if isinstance(exc, StoreUnavailable):
             return _error(request, 503, str(exc))
@@ -89,31 +101,6 @@ def core_router(ctx: Context) -> APIRouter:
     def metrics() -> Response:
         return Response(prometheus_text(collect(ctx.client)), media_type=PROMETHEUS_CONTENT_TYPE)
 
-    @router.get("/", response_class=HTMLResponse, include_in_schema=False)
-    def status_page() -> HTMLResponse:
-        h = health(ctx)
-        rows = "".join(
-            f"<tr><td>{html.escape(name)}</td><td>{beat.get('age_seconds')} s ago</td>"
-            f"<td>pid {beat.get('pid')}</td></tr>"
-            for name, beat in h["components"].items()
-        )
-        redis_info = h["redis"]
-        db = h["database"]
-        page = f"""<!doctype html><html><head><meta charset="utf-8"><title>Skyline</title>
-<style>body{{font-family:system-ui,sans-serif;margin:2rem;max-width:60rem}}
-td,th{{padding:.2rem .8rem;text-align:left}} .ok{{color:#080}} .bad{{color:#b00}}</style>
-</head><body><h1>Skyline {html.escape(__version__)}</h1>
-<p>Status: <b class="{'ok' if h['status'] == 'ok' else 'bad'}">{h['status']}</b></p>
-<h2>Stores</h2><table>
-<tr><th>Redis</th><td class="{'ok' if redis_info['ok'] else 'bad'}">{'up' if redis_info['ok'] else 'down'}</td>
-<td>{html.escape(str(redis_info.get('url')))}</td><td>{redis_info.get('metrics', '')} metrics</td></tr>
-<tr><th>SQL</th><td class="{'ok' if db['ok'] else 'bad'}">{'up' if db['ok'] else 'down'}</td>
-<td>{html.escape(str(db.get('url', db.get('error', ''))))}</td><td></td></tr></table>
-<h2>Components</h2><table><tr><th>component.instance</th><th>heartbeat</th><th></th></tr>{rows}</table>
-<p><a href="{API_PREFIX}/health">{API_PREFIX}/health</a> · <a href="/metrics">/metrics</a>
-· <a href="{API_PREFIX}/openapi.json">OpenAPI</a></p></body></html>"""
-        return HTMLResponse(page)
-
     return router
 
 
@@ -127,6 +114,11 @@ def create_app(ctx: Context, routers: Sequence[APIRouter] = ()) -> FastAPI:
         redoc_url=None,
     )
     install_error_handlers(app)
+    # before the counting middleware, so that it stays outermost and counts refusals too
+    auth = Auth(ctx, _error, _wants_json)
+    app.add_middleware(AuthMiddleware, auth=auth)
+    app.include_router(login.router(auth))
+    app.state.auth = auth
     tel = ctx.telemetry("webapp")
 
     @app.middleware("http")
@@ -145,7 +137,62 @@ def create_app(ctx: Context, routers: Sequence[APIRouter] = ()) -> FastAPI:
         return response
 
     app.include_router(core_router(ctx))
+    # the pages and the read API: here, so that `skyline serve webapp` alone serves them
+    app.mount("/static", CachedStatic(directory=STATIC), name="static")
+    for own in (api.router(ctx), pages.router(ctx), crucible_page.router(ctx)):
+        app.include_router(own)
     for router in routers:
         app.include_router(router)
     app.state.ctx = ctx
+    app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]
     return app
+
+
+class CachedStatic(StaticFiles):
+    """Static files cached for a year: pages link them with ?v=<version>, so a new release
+    is fetched anew."""
+
+    def file_response(self, *args: Any, **kwargs: Any) -> Response:
+        response = super().file_response(*args, **kwargs)
+        response.headers["Cache-Control"] = "public, max-age=31536000, immutable"
+        return response
+
+
+def _openapi(app: FastAPI) -> dict[str, Any]:
+    """FastAPI's schema, saying what the error handler really answers: a request that fails
+    validation gets 400 {"error": ...}, never FastAPI's 422."""
+    if app.openapi_schema:
+        return app.openapi_schema
+    schema = get_openapi(title=app.title, version=app.version, routes=app.routes)
+    components = schema.setdefault("components", {}).setdefault("schemas", {})
+    components["ErrorOut"] = ErrorOut.model_json_schema()
+    error_ref = {"description": "a parameter is invalid",
+                 "content": {"application/json": {"schema": {
+                     "$ref": "#/components/schemas/ErrorOut"}}}}
+    def error(description: str) -> dict[str, Any]:
+        return {**error_ref, "description": description}
+
+    # every /api/v1 route but health sits behind the auth middleware, and the handler turns
+    # an unreachable store into 503 and an unknown id into 404 wherever a path names one
+    schema["components"]["securitySchemes"] = {
+        "bearer": {"type": "http", "scheme": "bearer",
+                   "description": "an API token: `skyline user token NAME`"},
+        "session": {"type": "apiKey", "in": "cookie", "name": SESSION_COOKIE,
+                    "description": "the login page's session (state-changing requests "
+                    "also need its CSRF token in header X-CSRF-Token)"}}
+    for path, operations in schema.get("paths", {}).items():
+        for op in operations.values():
+            responses = op.get("responses", {})
+            if responses.pop("422", None) is not None:
+                responses.setdefault("400", error_ref)
+            if not path.startswith(f"{API_PREFIX}/") or is_open(path):
+                continue
+            op["security"] = [{"bearer": []}, {"session": []}]
+            responses.setdefault("401", error("no valid session or API token"))
+            responses.setdefault("503", error("Redis or the SQL database is unreachable"))
+            if "{" in path:
+                responses.setdefault("404", error("no such item"))
+    for unused in ("HTTPValidationError", "ValidationError"):
+        components.pop(unused, None)
+    app.openapi_schema = schema
+    return schema

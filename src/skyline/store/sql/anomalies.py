@@ -17,7 +17,7 @@ from sqlalchemy.engine import Connection, Engine
 
 from skyline.core.errors import InvalidInput, NotFound
 from skyline.core.events import AlgorithmResult, AnomalyEvent
-from skyline.store.sql.models import anomalies, metrics, name_hash
+from skyline.store.sql.models import anomalies, anomaly_algorithms, metrics, name_hash
 
 Conn = Engine | Connection
 
@@ -128,7 +128,17 @@ def save_anomaly(conn: Conn, event: AnomalyEvent) -> bool:
             # Producers that leave `created` unset get the time panorama recorded them.
             "created": float(event.created) or time.time(),
         }
-        return _insert_ignore(c, anomalies, row, "event_id")
+        if not _insert_ignore(c, anomalies, row, "event_id"):
+            return False
+        names = dict.fromkeys(event.triggered)
+        if names:
+            # the index the algorithm filter walks (see anomaly_algorithms in models.py)
+            rid = c.execute(sa.select(anomalies.c.id)
+                            .where(anomalies.c.event_id == event.id)).scalar_one()
+            c.execute(anomaly_algorithms.insert(), [
+                {"anomaly_id": rid, "algorithm": n, "timestamp": row["timestamp"]}
+                for n in names])
+        return True
 
 
 _COLUMNS = (

@@ -34,6 +34,9 @@ ANOMALY_ID = sa.BigInteger().with_variant(sa.Integer(), "sqlite")  # INTEGER PK 
 EVENT_ID = sa.String(64).with_variant(
     mysql.VARCHAR(64, collation="utf8mb4_bin"), "mysql", "mariadb"
 )
+ALGORITHM_NAME = sa.String(255).with_variant(
+    mysql.VARCHAR(255, collation="utf8mb4_bin"), "mysql", "mariadb"
+)
 # BLOB holds only 64 KiB on MySQL; a compressed window of a long (mirage) series exceeds it.
 WINDOW = sa.LargeBinary().with_variant(mysql.LONGBLOB(), "mysql", "mariadb")
 
@@ -51,22 +54,31 @@ class Base(DeclarativeBase):
 
 class Metric(Base):
     __tablename__ = "metrics"
-    __table_args__ = MYSQL_TABLE_ARGS
 
     id: Mapped[int] = mapped_column(sa.Integer, primary_key=True, autoincrement=True)
     name_hash: Mapped[str] = mapped_column(sa.CHAR(64), unique=True)
     name: Mapped[str] = mapped_column(sa.Text)
     created: Mapped[float] = mapped_column(sa.Double)
 
+    __table_args__ = (
+        # namespace patterns: a range over the literal prefix (byte order on PostgreSQL
+        # whatever the collation; MySQL indexes only a prefix of TEXT)
+        sa.Index("ix_metrics_name", "name", mysql_length=255,
+                 postgresql_ops={"name": "text_pattern_ops"}),
+        MYSQL_TABLE_ARGS,
+    )
+
 
 class Anomaly(Base):
     __tablename__ = "anomalies"
     __table_args__ = (
         sa.CheckConstraint("status IN ('anomalous', 'recovered')", name="status"),
-        # latest_anomalies(): newest first, keyset-paginated on (timestamp, id)
-        sa.Index("ix_anomalies_timestamp_id", "timestamp", "id"),
-        # metric_anomalies(); also serves as the index MySQL wants for the foreign key
-        sa.Index("ix_anomalies_metric_id_timestamp", "metric_id", "timestamp"),
+        # newest first, keyset-paginated on (timestamp, id); metric_id so that pattern
+        # checks along this walk need no table row
+        sa.Index("ix_anomalies_timestamp_id_metric_id", "timestamp", "id", "metric_id"),
+        # one metric's anomalies in (timestamp, id) order; also the index MySQL wants for
+        # the foreign key
+        sa.Index("ix_anomalies_metric_id_timestamp_id", "metric_id", "timestamp", "id"),
         MYSQL_TABLE_ARGS,
     )
 
@@ -84,9 +96,28 @@ class Anomaly(Base):
     created: Mapped[float] = mapped_column(sa.Double)
 
 
+class AnomalyAlgorithm(Base):
+    """The algorithms an anomaly triggered, one row each (anomalies.triggered holds the same
+    list), with the anomaly's timestamp so one algorithm's anomalies page newest first from
+    the index alone."""
+
+    __tablename__ = "anomaly_algorithms"
+    __table_args__ = (
+        sa.Index("ix_anomaly_algorithms_algorithm_timestamp_anomaly_id",
+                 "algorithm", "timestamp", "anomaly_id"),
+        MYSQL_TABLE_ARGS,
+    )
+
+    anomaly_id: Mapped[int] = mapped_column(ANOMALY_ID, sa.ForeignKey("anomalies.id"),
+                                            primary_key=True)
+    algorithm: Mapped[str] = mapped_column(ALGORITHM_NAME, primary_key=True)
+    timestamp: Mapped[float] = mapped_column(sa.Double)
+
+
 metadata = Base.metadata
 metrics = metadata.tables["metrics"]
 anomalies = metadata.tables["anomalies"]
+anomaly_algorithms = metadata.tables["anomaly_algorithms"]
 
 
 RUN_ID = sa.BigInteger().with_variant(sa.Integer(), "sqlite")
@@ -181,3 +212,68 @@ class AlertLog(Base):
 silences = metadata.tables["silences"]
 alert_deliveries = metadata.tables["alert_deliveries"]
 alert_log = metadata.tables["alert_log"]
+
+
+# users of the web app ------------------------------------------------------------------------
+# MySQL's default collation would make "Admin" and "admin" one user; exact everywhere
+USERNAME = sa.String(64).with_variant(
+    mysql.VARCHAR(64, collation="utf8mb4_bin"), "mysql", "mariadb"
+)
+
+
+class User(Base):
+    """A person who logs in to the web app; `origin` says who made it (cli, settings,
+    first-start), so `skyline user list` can tell settings-managed users apart."""
+
+    __tablename__ = "users"
+    __table_args__ = MYSQL_TABLE_ARGS
+
+    id: Mapped[int] = mapped_column(sa.Integer, primary_key=True, autoincrement=True)
+    username: Mapped[str] = mapped_column(USERNAME, unique=True)
+    password_hash: Mapped[str] = mapped_column(sa.String(255))  # argon2id, PHC string
+    is_admin: Mapped[bool] = mapped_column(sa.Boolean)
+    origin: Mapped[str] = mapped_column(sa.String(16))
+    created: Mapped[float] = mapped_column(sa.Double)
+    password_changed: Mapped[float] = mapped_column(sa.Double)
+
+
+class ApiToken(Base):
+    """A Bearer token for the API. Only a SHA-256 of the token is kept: tokens are random
+    with 256 bits of entropy, so a slow hash adds nothing and a fast one keeps lookups
+    to one indexed equality."""
+
+    __tablename__ = "api_tokens"
+    __table_args__ = (sa.Index("ix_api_tokens_user_id", "user_id"), MYSQL_TABLE_ARGS)
+
+    id: Mapped[int] = mapped_column(sa.Integer, primary_key=True, autoincrement=True)
+    user_id: Mapped[int] = mapped_column(sa.ForeignKey("users.id", ondelete="CASCADE"))
+    name: Mapped[str] = mapped_column(sa.String(255))
+    token_hash: Mapped[str] = mapped_column(sa.CHAR(64), unique=True)
+    prefix: Mapped[str] = mapped_column(sa.String(16))  # shown in lists, to recognise one
+    created: Mapped[float] = mapped_column(sa.Double)
+    last_used: Mapped[float | None] = mapped_column(sa.Double, nullable=True)
+    expires: Mapped[float | None] = mapped_column(sa.Double, nullable=True)
+
+
+class LoginSession(Base):
+    """A browser session; the cookie holds the id, the table only its SHA-256, so a copy
+    of the database logs nobody in."""
+
+    __tablename__ = "sessions"
+    __table_args__ = (
+        sa.Index("ix_sessions_user_id", "user_id"),
+        sa.Index("ix_sessions_expires", "expires"),
+        MYSQL_TABLE_ARGS,
+    )
+
+    id: Mapped[int] = mapped_column(sa.Integer, primary_key=True, autoincrement=True)
+    user_id: Mapped[int] = mapped_column(sa.ForeignKey("users.id", ondelete="CASCADE"))
+    id_hash: Mapped[str] = mapped_column(sa.CHAR(64), unique=True)
+    created: Mapped[float] = mapped_column(sa.Double)
+    last_seen: Mapped[float] = mapped_column(sa.Double)
+    expires: Mapped[float] = mapped_column(sa.Double)  # absolute end, however active
+
+
+users = metadata.tables["users"]
+api_tokens = metadata.tables["api_tokens"]
+sessions = metadata.tables["sessions"]

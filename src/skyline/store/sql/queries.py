@@ -13,18 +13,27 @@ from dataclasses import dataclass
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.engine import Connection
 
 from skyline.core.errors import InvalidInput, NotFound
 from skyline.core.events import AnomalyEvent
-from skyline.core.patterns import REGEX_PREFIX, compile_pattern
-from skyline.store.sql.anomalies import Conn, _event, _select, _tx, metric_id
-from skyline.store.sql.models import anomalies, metrics
+from skyline.core.patterns import compile_pattern
+from skyline.store.sql.anomalies import Conn, _tx, metric_id
+from skyline.store.sql.anomaly_scan import (
+    Scan,
+    event_id_of,
+    fetch,
+    find,
+    name_conditions,
+    pattern_metric_ids,
+)
+from skyline.store.sql.models import anomalies, anomaly_algorithms
 
 MAX_LIMIT = 1000
-# Above this many matching metrics a pattern query filters rows in Python instead of
-# sending an IN list the database would have to parse for every page.
-MAX_IN_IDS = 2000
+# Above this many matching metrics a pattern query checks metric ids in Python instead of
+# sending an IN list the database would have to parse for every page. Below it, the IN list
+# reads only index entries (ix_anomalies_metric_id_timestamp_id), where a walk along the
+# time index would read a table row for each metric id it checks.
+MAX_IN_IDS = 5000
 
 
 @dataclass(frozen=True)
@@ -43,93 +52,73 @@ class AnomalyQuery:
 class Page:
     items: list[AnomalyEvent]
     next: str | None  # pass as `before` for the next page; None on the last page
-
-
-def _like_escape(text: str) -> str:
-    return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
-
-
-def _glob_prefix(pattern: str) -> str:
-    """The literal start of a glob: every name it matches begins with it (for LIKE)."""
-    if pattern.startswith(REGEX_PREFIX):
-        return ""
-    m = re.match(r"[^*?]*", pattern)
-    return m.group(0) if m else ""
-
-
-def _matching_metric_ids(c: Connection, pattern: str) -> list[int]:
-    rx = compile_pattern(pattern)
-    stmt = sa.select(metrics.c.id, metrics.c.name)
-    prefix = _glob_prefix(pattern)
-    if prefix:
-        stmt = stmt.where(metrics.c.name.like(_like_escape(prefix) + "%", escape="\\"))
-    return [int(r.id) for r in c.execute(stmt) if rx.search(r.name) is not None]
+    prev: str | None = None  # pass as `after` for the page before; None on the first page
 
 
 def query_anomalies(conn: Conn, q: AnomalyQuery | None = None, *, limit: int = 50,
-                    before: str | None = None) -> Page:
+                    before: str | None = None, after: str | None = None) -> Page:
     """Anomalies matching every filter of `q`, newest first, `limit` per page.
 
-    `before` is the `next` of the previous page (an event id); NotFound when it names no
-    stored anomaly (deleted by retention, for instance).
+    `before` is the `next` of the previous page (an event id): the page of older anomalies;
+    `after` is the `prev` of a page: the page of newer ones just before it (paging back).
+    NotFound when the cursor names no stored anomaly (deleted by retention, for instance).
     """
     q = q or AnomalyQuery()
+    if before is not None and after is not None:
+        raise InvalidInput("give before or after, not both")
     if not 1 <= limit <= MAX_LIMIT:
         raise InvalidInput(f"limit must be between 1 and {MAX_LIMIT}, not {limit}")
     if q.status is not None and q.status not in ("anomalous", "recovered"):
         raise InvalidInput(f"status must be anomalous or recovered, not {q.status!r}")
-    stmt = _select()
     a = anomalies.c
-    if q.since is not None:
-        stmt = stmt.where(a.timestamp >= float(q.since))
-    if q.until is not None:
-        stmt = stmt.where(a.timestamp <= float(q.until))
-    if q.min_score is not None:
-        stmt = stmt.where(a.score >= float(q.min_score))
-    if q.status is not None:
-        stmt = stmt.where(a.status == q.status)
-    if q.source is not None:
-        stmt = stmt.where(a.source == q.source)
-    if q.algorithm:
-        # The JSON text of the list holds "name" with its quotes whatever the backend's
-        # spacing, and names are identifiers, so this finds exactly that element.
-        needle = '%"' + _like_escape(q.algorithm) + '"%'
-        stmt = stmt.where(sa.cast(a.triggered, sa.Text).like(needle, escape="\\"))
     with _tx(conn) as c:
-        post_filter: re.Pattern[str] | None = None
+        metric_ids: list[int] | None = None
+        metric_set: frozenset[int] | None = None
         if q.metric is not None:
             mid = metric_id(c, q.metric, create=False)
             if mid is None:
                 return Page([], None)
-            stmt = stmt.where(a.metric_id == mid)
+            metric_ids = [mid]
+        name_where: tuple[sa.ColumnElement[bool], ...] = ()
+        name_match: re.Pattern[str] | None = None
         if q.pattern:
-            ids = _matching_metric_ids(c, q.pattern)
-            if not ids:
-                return Page([], None)
-            if len(ids) <= MAX_IN_IDS:
-                stmt = stmt.where(a.metric_id.in_(ids))
+            ids = pattern_metric_ids(c, q.pattern)
+            if ids is None:  # too many candidates: check each scanned anomaly's name
+                name_where = tuple(name_conditions(c.dialect.name, q.pattern, ranges=False))
+                name_match = compile_pattern(q.pattern)
             else:
-                post_filter = compile_pattern(q.pattern)
-        if before is not None:
-            ref = c.execute(sa.select(a.timestamp, a.id).where(a.event_id == before)).first()
+                if metric_ids is not None:
+                    ids = [i for i in ids if i in metric_ids]
+                if not ids:
+                    return Page([], None)
+                if len(ids) <= MAX_IN_IDS:
+                    metric_ids = ids
+                else:
+                    metric_set = frozenset(ids)
+        cursor_id = before if before is not None else after
+        cursor: tuple[float, int] | None = None
+        if cursor_id is not None:
+            ref = c.execute(sa.select(a.timestamp, a.id).where(a.event_id == cursor_id)).first()
             if ref is None:
-                raise NotFound(f"anomaly {before!r} not found")
-            ts, rid = ref
-            stmt = stmt.where(a.timestamp <= ts, sa.or_(a.timestamp < ts, a.id < rid))
-        stmt = stmt.order_by(a.timestamp.desc(), a.id.desc())
-        if post_filter is None:
-            rows = [_event(r) for r in c.execute(stmt.limit(limit + 1))]
-        else:
-            rows = []
-            with c.execute(stmt.execution_options(yield_per=500)) as result:
-                for r in result:
-                    if post_filter.search(r._mapping["name"]) is not None:
-                        rows.append(_event(r))
-                        if len(rows) > limit:
-                            break
+                raise NotFound(f"anomaly {cursor_id!r} not found")
+            cursor = (float(ref.timestamp), int(ref.id))
+        scan = Scan(since=q.since, until=q.until, min_score=q.min_score, status=q.status,
+                    source=q.source, algorithm=q.algorithm or None, metric_ids=metric_ids,
+                    metric_set=metric_set, name_where=name_where, name_match=name_match)
+        # after: oldest first from the cursor up, turned round below
+        found = find(c, scan, cursor=cursor, ascending=after is not None, want=limit + 1)
+        rows = fetch(c, found.ids)
+        # a scan that ran out of budget goes on from the last row it examined
+        resume = event_id_of(c, found.resume) if found.resume is not None else None
     more = len(rows) > limit
     items = rows[:limit]
-    return Page(items, items[-1].id if more else None)
+    if after is not None:
+        items.reverse()
+        # the cursor's own row is older than this page, so there is always a next page
+        return Page(items, items[-1].id if items else None,
+                    items[0].id if more else resume)
+    return Page(items, items[-1].id if more else resume,
+                items[0].id if before is not None and items else None)
 
 
 def delete_older_than(conn: Conn, cutoff: float, batch: int) -> int:
@@ -142,6 +131,7 @@ def delete_older_than(conn: Conn, cutoff: float, batch: int) -> int:
             .order_by(anomalies.c.timestamp, anomalies.c.id).limit(batch))]
         if not ids:
             return 0
+        c.execute(sa.delete(anomaly_algorithms).where(anomaly_algorithms.c.anomaly_id.in_(ids)))
         c.execute(sa.delete(anomalies).where(anomalies.c.id.in_(ids)))
         return len(ids)
 
@@ -149,6 +139,16 @@ def delete_older_than(conn: Conn, cutoff: float, batch: int) -> int:
 def count_anomalies(conn: Conn) -> int:
     with _tx(conn) as c:
         return int(c.execute(sa.select(sa.func.count()).select_from(anomalies)).scalar_one())
+
+
+def count_since(conn: Conn, since: float, status: str | None = "anomalous") -> int:
+    """How many anomalies have timestamp >= since (of one status; None: any)."""
+    stmt = sa.select(sa.func.count()).select_from(anomalies).where(
+        anomalies.c.timestamp >= float(since))
+    if status is not None:
+        stmt = stmt.where(anomalies.c.status == status)
+    with _tx(conn) as c:
+        return int(c.execute(stmt).scalar_one())
 
 
 def page_as_dict(page: Page) -> dict[str, Any]:
@@ -164,4 +164,5 @@ def page_as_dict(page: Page) -> dict[str, Any]:
             "created": e.created,
         } for e in page.items],
         "next": page.next,
+        "prev": page.prev,
     }

@@ -1,0 +1,111 @@
+"""Response models of the web app's /api/v1 read endpoints: they make the OpenAPI schema at
+/api/v1/openapi.json exact, so clients (and schemathesis) can hold the API to it."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable
+from typing import Literal
+
+from pydantic import BaseModel, Field
+
+from skyline.core.events import AnomalyEvent
+from skyline.store.sql.runs import RunStats
+
+
+class ErrorOut(BaseModel):
+    error: str = Field(description="what was wrong, in one line")
+
+
+class AlgorithmResultOut(BaseModel):
+    algorithm: str
+    verdict: bool | None = Field(description="true: anomalous; false: normal; null: abstained")
+    statistic: float | None
+    limit: float | None
+    text: str
+
+
+class AnomalyOut(BaseModel):
+    id: str
+    metric: str
+    timestamp: float
+    value: float
+    score: float
+    source: str
+    status: Literal["anomalous", "recovered"]
+    triggered: list[str]
+    results: list[AlgorithmResultOut]
+    created: float
+
+    @classmethod
+    def of(cls, e: AnomalyEvent) -> AnomalyOut:
+        return cls(id=e.id, metric=e.metric, timestamp=e.timestamp, value=e.value,
+                   score=e.score, source=e.source, status=e.status, triggered=list(e.triggered),
+                   results=[AlgorithmResultOut(algorithm=r.algorithm, verdict=r.verdict,
+                                               statistic=finite(r.statistic),
+                                               limit=finite(r.limit), text=r.text)
+                            for r in e.results],
+                   created=e.created)
+
+
+class AnomalyPageOut(BaseModel):
+    items: list[AnomalyOut]
+    next: str | None = Field(description="pass as `before` for the page of older anomalies")
+    prev: str | None = Field(description="pass as `after` for the page of newer anomalies")
+
+
+class SeriesOut(BaseModel):
+    metric: str
+    points: int
+    timestamps: list[float]
+    values: list[float | None] = Field(description="null where a value is not finite")
+
+
+class MetricsOut(BaseModel):
+    metrics: list[str]
+    total: int = Field(description="how many metrics match the pattern")
+    next: str | None = Field(description="pass as `cursor` for the next page")
+
+
+class RunOut(BaseModel):
+    instance: str
+    started: float
+    duration: float
+    metrics: int
+    analysed: int
+    anomalies: int
+    exceptions: dict[str, int]
+    stages: dict[str, float]
+
+    @classmethod
+    def of(cls, r: RunStats) -> RunOut:
+        return cls(instance=r.instance, started=r.started, duration=r.duration,
+                   metrics=r.metrics, analysed=r.analysed, anomalies=r.anomalies,
+                   exceptions=dict(r.exceptions), stages=dict(r.stages))
+
+
+class RunsOut(BaseModel):
+    runs: list[RunOut]
+
+
+class RunStatsOut(BaseModel):
+    runs: int = Field(description="runs these figures cover (the newest ones)")
+    interval: float = Field(description="ANALYZER_OPTIMUM_RUN_DURATION, seconds")
+    first_started: float | None
+    last_started: float | None
+    duration_mean: float | None
+    duration_p50: float | None
+    duration_max: float | None
+    overruns: int = Field(description="runs that took longer than the interval")
+    metrics_last: int | None = Field(description="metrics in the index at the last run")
+    analysed_last: int | None
+    anomalies: int = Field(description="anomalies found by these runs")
+
+
+def finite(x: float | None) -> float | None:
+    """JSON has no NaN or infinity: such numbers go out as null."""
+    return x if x is None or math.isfinite(x) else None
+
+
+def finite_list(xs: Iterable[float]) -> list[float | None]:
+    return [x if math.isfinite(x) else None for x in xs]
