@@ -60,6 +60,7 @@ def _page(form_token: str, next_: str, message: str = "", username: str = "") ->
     note = f'<p class="msg" role="alert">{h(message)}</p>' if message else ""
     return f"""<!doctype html><html lang="en"><head><meta charset="utf-8">
 <meta name="viewport" content="width=device-width, initial-scale=1">
+<link rel="icon" href="data:,">
 <title>Skyline: log in</title>
 <style>body{{font-family:system-ui,sans-serif;display:flex;justify-content:center;
 margin-top:12vh;color:#222}} form{{width:18rem}} label{{display:block;margin:.8rem 0 .2rem}}
