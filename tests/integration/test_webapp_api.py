@@ -169,3 +169,18 @@ def test_openapi_documents_the_read_api_and_its_errors(web):
     assert "ErrorOut" in schema["components"]["schemas"]
     # the pages are not API
     assert "/" not in paths and "/anomalies" not in paths
+
+
+def test_the_web_app_alone_serves_silences_and_the_alert_log(web):
+    """No alerters router mounted (create_app with none): `skyline serve webapp` alone."""
+    _, client = web
+    r = client.post("/api/v1/silences", json={"pattern": "web.**", "until": "2h",
+                                             "reason": "deploy", "who": "ops"})
+    assert r.status_code == 201, r.text
+    sid = r.json()["id"]
+    listed = client.get("/api/v1/silences").json()["silences"]
+    assert [(s["id"], s["pattern"], s["reason"]) for s in listed] == [(sid, "web.**", "deploy")]
+    assert client.get("/api/v1/alerts/log").json() == {"log": []}
+    assert client.delete(f"/api/v1/silences/{sid}").status_code == 204
+    assert client.delete(f"/api/v1/silences/{sid}").status_code == 404
+    assert client.get("/api/v1/silences").json() == {"silences": []}

@@ -120,8 +120,7 @@ REGISTRY: dict[str, Component] = {
         Component("panorama", "stores anomaly events from the stream in SQL, once each",
                   _panorama),
         Component("alerters", "routes anomalies to SMTP, Slack, PagerDuty, webhook, "
-                  "Alertmanager and syslog; /api/v1/silences", _alerters,
-                  routers=alerters.routers),
+                  "Alertmanager and syslog", _alerters),
         Component(
             "flux", "HTTP ingest (JSON, Prometheus remote_write, Influx, OTLP) on WEBAPP_PORT",
             _flux, routers=flux.routers, needs=("webapp",),

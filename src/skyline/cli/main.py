@@ -282,7 +282,7 @@ def silence() -> None:
 def silence_add(obj: _Obj, pattern: str, until: str, reason: str, who: str | None,
                 as_json: bool) -> None:
     """Silence metrics matching PATTERN (glob or re:regex)."""
-    from skyline.services.alerters.api import default_who, parse_until
+    from skyline.services.webapp.alerts_api import default_who, parse_until
     from skyline.store.sql import alerts as q
 
     engine = _sql_engine(obj.settings())

@@ -24,7 +24,7 @@ from skyline.core.errors import (
     StoreUnavailable,
 )
 from skyline.runtime.context import Context
-from skyline.services.webapp import api, crucible_page, login, pages
+from skyline.services.webapp import alerts_api, api, crucible_page, login, pages
 from skyline.services.webapp.auth import SESSION_COOKIE, Auth, AuthMiddleware, is_open
 from skyline.services.webapp.health import health
 from skyline.services.webapp.models import ErrorOut
@@ -139,7 +139,8 @@ def create_app(ctx: Context, routers: Sequence[APIRouter] = ()) -> FastAPI:
     app.include_router(core_router(ctx))
     # the pages and the read API: here, so that `skyline serve webapp` alone serves them
     app.mount("/static", CachedStatic(directory=STATIC), name="static")
-    for own in (api.router(ctx), pages.router(ctx), crucible_page.router(ctx)):
+    for own in (api.router(ctx), alerts_api.router(ctx), pages.router(ctx),
+                crucible_page.router(ctx)):
         app.include_router(own)
     for router in routers:
         app.include_router(router)

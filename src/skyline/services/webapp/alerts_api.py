@@ -1,4 +1,6 @@
-"""/api/v1/silences (list, add, remove) and /api/v1/alerts/log, mounted on the web app."""
+"""/api/v1/silences (list, add, remove) and /api/v1/alerts/log: SQL the web app reads and
+writes itself, so `skyline serve webapp` serves them whether or not alerters run beside it
+(alerters pick up silence changes within their silence cache's refresh)."""
 
 from __future__ import annotations
 
