@@ -256,14 +256,9 @@ def metrics_delete(obj: _Obj, pattern: str, dry_run: bool) -> None:
 
 # silences and alerts ---------------------------------------------------------------------------
 def _sql_engine(s: Settings) -> Any:
-    """An engine on the event store, migrated when the settings say services migrate."""
-    from skyline.store.sql import db as sqldb
+    from skyline.cli.eventstore import open_event_store
 
-    engine = sqldb.make_engine(s.database_url, s.database.pool_size)
-    sqldb.check(engine)
-    if s.database.upgrade_on_start:
-        sqldb.upgrade(engine)
-    return engine
+    return open_event_store(s)
 
 
 @cli.group()

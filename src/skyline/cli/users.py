@@ -8,22 +8,15 @@ from typing import Any
 
 import click
 
+from skyline.cli.eventstore import open_event_store
 from skyline.core.errors import InvalidInput
 from skyline.core.timeutil import iso, parse_until
 
 
 def _engine(ctx: click.Context) -> Any:
-    """An engine on the event store, migrated when the settings say services migrate."""
-    from skyline.store.sql import db as sqldb
-
     # the root's object is skyline.cli.main's _Obj (by duck type: under `python -m` that
     # module is __main__, and its class is not the one an import would give)
-    s = ctx.find_root().obj.settings()
-    engine = sqldb.make_engine(s.database_url, s.database.pool_size)
-    sqldb.check(engine)
-    if s.database.upgrade_on_start:
-        sqldb.upgrade(engine)
-    return engine
+    return open_event_store(ctx.find_root().obj.settings())
 
 
 def _read_password(password_stdin: bool, generate: bool) -> tuple[str, bool]:
