@@ -87,14 +87,14 @@ def _empty_result(k: int) -> Prepared:
                     last_timestamp=np.full(k, np.nan), last_value=np.full(k, np.nan))
 
 
-def _groups(lengths: IntArray) -> list[tuple[int, int]]:
-    """Consecutive series ranges holding about GROUP_POINTS points (at least one series)."""
+def chunk_ranges(lengths: IntArray, points: int = GROUP_POINTS) -> list[tuple[int, int]]:
+    """Consecutive series ranges holding about `points` points (at least one series each)."""
     bounds = np.cumsum(lengths)
     out = []
     lo, k = 0, len(lengths)
     while lo < k:
         base = int(bounds[lo - 1]) if lo else 0
-        hi = max(lo + 1, int(np.searchsorted(bounds, base + GROUP_POINTS, side="right")))
+        hi = max(lo + 1, int(np.searchsorted(bounds, base + points, side="right")))
         out.append((lo, hi))
         lo = hi
     return out
@@ -118,7 +118,7 @@ def prepare(series: Sequence[SeriesInput], params: AnalysisParams | None = None,
     out = _empty_result(k)
     lengths = np.fromiter((np.shape(v)[0] if np.ndim(v) else 0 for _, v in series),
                           dtype=np.int64, count=k)
-    for lo, hi in _groups(lengths):
+    for lo, hi in chunk_ranges(lengths):
         mono = None if monotonic is None else monotonic[lo:hi]
         _prepare_group(_to_flat(series[lo:hi]), lo, params, now, mono, analyse_all, out)
     return out
@@ -141,7 +141,7 @@ def prepare_flat(timestamps: FloatArray, values: FloatArray, counts: IntArray,
     _check_monotonic(monotonic, k)
     out = _empty_result(k)
     first = np.cumsum(counts) - counts
-    for lo, hi in _groups(counts):
+    for lo, hi in chunk_ranges(counts):
         a = int(first[lo])
         b = a + int(counts[lo:hi].sum())
         flat = _Flat(np.array(timestamps[a:b], dtype=np.float64),

@@ -21,6 +21,7 @@ import numpy.typing as npt
 
 from skyline.algorithms import ANOMALOUS, NOT_RUN, Batch, Status, make_ensemble, prepare_flat
 from skyline.algorithms.ensemble import Ensemble
+from skyline.algorithms.prepare import chunk_ranges
 from skyline.core.errors import InvalidInput
 from skyline.core.types import FloatArray
 from skyline.snab.detectors import Detector, RowOpinions
@@ -64,19 +65,6 @@ def window_starts(timestamps: FloatArray, history: float | None) -> IntArray:
     return np.searchsorted(newest, newest - history, side="right").astype(np.int64)
 
 
-def _chunks(counts: IntArray, chunk_points: int) -> list[tuple[int, int]]:
-    """Consecutive row ranges whose windows hold about chunk_points points (at least a row)."""
-    ends = np.cumsum(counts)
-    out = []
-    lo, n = 0, len(counts)
-    while lo < n:
-        base = int(ends[lo - 1]) if lo else 0
-        hi = max(lo + 1, int(np.searchsorted(ends, base + chunk_points, side="right")))
-        out.append((lo, hi))
-        lo = hi
-    return out
-
-
 def _gather(lo: IntArray, counts: IntArray) -> IntArray:
     """Indices of rows lo[k] .. lo[k] + counts[k] - 1 for every k, laid end to end."""
     total = int(counts.sum())
@@ -104,7 +92,7 @@ def replay(timestamps: FloatArray, values: FloatArray, detector: Detector, *,
     ens_score = np.zeros(n)
     lo = window_starts(t, detector.history)
     counts = np.arange(n, dtype=np.int64) - lo + 1
-    for a, b in _chunks(counts, chunk_points):
+    for a, b in chunk_ranges(counts, chunk_points):
         idx = _gather(lo[a:b], counts[a:b])
         prepared = prepare_flat(t[idx], v[idx], counts[a:b], params)
         status[a:b] = prepared.status
