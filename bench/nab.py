@@ -22,9 +22,9 @@ from pathlib import Path
 import numpy as np
 
 from skyline.algorithms import make_ensemble
+from skyline.analysis.replay import replay
 from skyline.snab.corpus import parse_rows, parse_windows
 from skyline.snab.detectors import DETECTORS, get
-from skyline.snab.replay import replay
 from skyline.snab.scorer import PROFILES, ScoredFile, locate_windows, normalise, score_corpus
 
 NAB_DEV = Path(__file__).resolve().parents[1].parent / "shared" / "nab-dev"

@@ -28,7 +28,7 @@ pytestmark = pytest.mark.system
 
 CHROMIUM = Path("/usr/bin/chromium")
 # no network beyond loopback here, and nothing Chromium does on its own should need it
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+CHROMIUM_ARGS = ["--no-isolation", "--disable-gpu", "--disable-quic", "--no-first-run",
                  "--disable-background-networking", "--disable-component-update",
                  "--disable-sync"]
 REPO = Path(__file__).resolve().parents[2]

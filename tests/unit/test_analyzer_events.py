@@ -6,11 +6,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from skyline.analysis.decide import decide
+from skyline.analysis.incidents import Incident, judged_anomalous, judged_normal
+from skyline.analysis.judge import Judgement
 from skyline.core.errors import InvalidInput
 from skyline.core.events import AlgorithmResult, AnomalyEvent
-from skyline.events.incidents import Incident, judged_anomalous, judged_normal
-from skyline.runtime.judge import Judgement
-from skyline.services.analyzer.incidents import decide
 
 EXP = 3600.0
 

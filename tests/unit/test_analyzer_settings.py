@@ -9,9 +9,9 @@ from pathlib import Path
 import pytest
 
 from skyline.algorithms import DEFAULT_ALGORITHMS, AnalysisParams
+from skyline.analysis.config import from_settings
+from skyline.analysis.params import analysis_params
 from skyline.core.errors import SettingProblem, SettingsError
-from skyline.runtime.analysis_settings import analysis_params
-from skyline.services.analyzer.config import from_settings
 from skyline.settings import load_settings
 
 

@@ -15,9 +15,9 @@ import numpy as np
 import pytest
 
 from skyline.algorithms import AnalysisParams
-from skyline.runtime.customalgos import CustomSpec
-from skyline.runtime.judge import Judge
-from skyline.runtime.sandbox import Sandbox
+from skyline.analysis.customs import CustomSpec
+from skyline.analysis.isolation import Isolation
+from skyline.analysis.judge import Judge
 
 HUNG = 600  # seconds a hung algorithm would take; the bound below is far under it
 BOUND = 60.0
@@ -83,7 +83,7 @@ def _rows(n: int, last: float = 5.0):
 
 
 def test_a_working_algorithm_gives_verdicts(specs):
-    with Sandbox([specs["spiky"]]) as box:
+    with Isolation([specs["spiky"]]) as box:
         out = box.run("spiky", _rows(2, last=50.0) + _rows(1, last=1.0))
     assert [o.verdict for o in out] == [1, 1, 0]
     assert out[0].score == pytest.approx(0.9) and not out[0].failure
@@ -92,7 +92,7 @@ def test_a_working_algorithm_gives_verdicts(specs):
 
 @pytest.mark.parametrize("name", ["sleepy", "c_sleep", "c_spin"])
 def test_a_hung_algorithm_is_killed_at_its_limit_and_skipped_for_the_rest(specs, name):
-    with Sandbox([specs[name], specs["spiky"]]) as box:
+    with Isolation([specs[name], specs["spiky"]]) as box:
         started = time.monotonic()
         out = box.run(name, _rows(5))
         took = time.monotonic() - started
@@ -106,7 +106,7 @@ def test_a_hung_algorithm_is_killed_at_its_limit_and_skipped_for_the_rest(specs,
 
 
 def test_a_raising_algorithm_abstains_per_series_and_the_rest_still_run(specs):
-    with Sandbox([specs["boom"]]) as box:
+    with Isolation([specs["boom"]]) as box:
         out = box.run("boom", _rows(3))
     assert [o.failure for o in out] == ["error"] * 3
     assert all(o.verdict == -1 for o in out)
@@ -115,7 +115,7 @@ def test_a_raising_algorithm_abstains_per_series_and_the_rest_still_run(specs):
 
 
 def test_an_algorithm_that_cannot_load_is_unavailable_and_the_others_work(specs):
-    with Sandbox([specs["import_error"], specs["spiky"]]) as box:
+    with Isolation([specs["import_error"], specs["spiky"]]) as box:
         out = box.run("import_error", _rows(2))
         assert [o.failure for o in out] == ["unavailable"] * 2
         assert "cannot even load" in out[0].error
@@ -133,9 +133,9 @@ def test_judge_counts_and_explains_a_hung_custom_algorithm(specs):
     spec = CustomSpec(name="c_sleep", namespaces=("app.**",), source=specs["c_sleep"].source,
                       max_time=0.5)
     names = ["app.a", "app.b", "other.c"]
-    with Sandbox([spec]) as box:
+    with Isolation([spec]) as box:
         started = time.monotonic()
-        v = Judge(params, [spec], sandbox=box).judge_series(names, _series(3), now=None)
+        v = Judge(params, [spec], isolation=box).judge_series(names, _series(3), now=None)
         assert time.monotonic() - started < BOUND
     assert dict(v.failures.counts["c_sleep"]) == {"timeout": 1, "skipped": 1}
     assert "max_execution_time" in v.failures.first["c_sleep"]
@@ -150,15 +150,15 @@ def test_consensus_one_fires_alone_and_a_vote_joins_the_ensemble(specs):
     alone = CustomSpec(name="spiky", namespaces=("app.**",), source=specs["spiky"].source,
                        params={"limit": 0}, alone=True)
     series = _series(2)
-    with Sandbox([alone]) as box:
-        v = Judge(AnalysisParams(consensus=6), [alone], sandbox=box).judge_series(
+    with Isolation([alone]) as box:
+        v = Judge(AnalysisParams(consensus=6), [alone], isolation=box).judge_series(
             ["app.a", "other.b"], series, now=None)
     assert v.anomalous.tolist() == [True, False]  # normal data: only the custom one fired
     assert v.judgement(0).triggered == ("spiky",)
     voter = CustomSpec(name="spiky", namespaces=("app.**",), source=specs["spiky"].source,
                        params={"limit": 0})
-    with Sandbox([voter]) as box:
-        v = Judge(AnalysisParams(consensus=6), [voter], sandbox=box).judge_series(
+    with Isolation([voter]) as box:
+        v = Judge(AnalysisParams(consensus=6), [voter], isolation=box).judge_series(
             ["app.a"], series[:1], now=None)
     assert not v.anomalous[0]  # one vote of ten is not CONSENSUS 6
     assert v.judgement(0).results[-1].verdict is True
@@ -170,14 +170,14 @@ def test_a_veto_clears_an_anomaly_and_no_3sigma_skips_the_ensemble(specs):
     v[-3:] += 100  # every built-in sees this spike
     veto = CustomSpec(name="spiky", namespaces=("**",), source=specs["spiky"].source,
                       params={"limit": 1e9}, veto=True)  # says "not anomalous"
-    with Sandbox([veto]) as box:
-        out = Judge(AnalysisParams(consensus=6), [veto], sandbox=box).judge_series(
+    with Isolation([veto]) as box:
+        out = Judge(AnalysisParams(consensus=6), [veto], isolation=box).judge_series(
             ["x"], [(t, v)], now=None)
     assert out.analysis.anomalous[0] and not out.anomalous[0]
     only = CustomSpec(name="spiky", namespaces=("**",), source=specs["spiky"].source,
                       params={"limit": 1e9}, run_3sigma=False)
-    with Sandbox([only]) as box:
-        out = Judge(AnalysisParams(consensus=6), [only], sandbox=box).judge_series(
+    with Isolation([only]) as box:
+        out = Judge(AnalysisParams(consensus=6), [only], isolation=box).judge_series(
             ["x"], [(t, v)], now=None)
     assert not out.anomalous[0]
     assert [r.algorithm for r in out.judgement(0).results] == ["spiky"]
@@ -185,9 +185,9 @@ def test_a_veto_clears_an_anomaly_and_no_3sigma_skips_the_ensemble(specs):
 
 def test_entry_point_forms_load_natively(monkeypatch: pytest.MonkeyPatch):
     """No algorithm_source: the skyline.algorithms entry point of that name (loaded here in
-    process, as the sandbox child does)."""
+    process, as the isolation child does)."""
     from skyline.algorithms import Batch, SeriesAlgorithm
-    from skyline.runtime import customalgos
+    from skyline.analysis import customs as customalgos
 
     def native(timestamps, values, threshold=10.0):
         if values[-1] < 0:
@@ -220,7 +220,7 @@ def test_entry_point_forms_load_natively(monkeypatch: pytest.MonkeyPatch):
 def test_optional_builtins_are_scoped_to_namespaces_like_custom_algorithms():
     """CUSTOM_ALGORITHMS can opt a namespace into a costly optional built-in by name."""
     from skyline.algorithms.extra.abs_stddev_from_median import AbsStddevFromMedian
-    from skyline.runtime import customalgos
+    from skyline.analysis import customs as customalgos
 
     spec = CustomSpec(name="abs_stddev_from_median", namespaces=("db.**",),
                       params={"sigma": 3.0})

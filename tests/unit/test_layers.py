@@ -15,7 +15,7 @@ LAYERS: list[set[str]] = [
     {"skyline", "skyline.core"},
     {"skyline.store", "skyline.settings"},
     {"skyline.events", "skyline.telemetry", "skyline.runtime", "skyline.ingest",
-     "skyline.algorithms", "skyline.plots", "skyline.snab"},
+     "skyline.algorithms", "skyline.plots", "skyline.snab", "skyline.analysis"},
     {"skyline.services"},
     {"skyline.cli"},
 ]

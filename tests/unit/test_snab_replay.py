@@ -19,7 +19,8 @@ from skyline.algorithms import (
     make_ensemble,
     prepare,
 )
-from skyline.runtime.analysis_settings import analysis_params
+from skyline.analysis.params import analysis_params
+from skyline.analysis.replay import replay, window_starts
 from skyline.settings import Settings
 from skyline.snab.detectors import (
     ANALYZER_SCORE,
@@ -37,7 +38,6 @@ from skyline.snab.detectors import (
     hold_back,
     likelihood,
 )
-from skyline.snab.replay import replay, window_starts
 
 
 def _series(n: int = 260, seed: int = 3) -> tuple[np.ndarray, np.ndarray]:

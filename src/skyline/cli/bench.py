@@ -145,9 +145,9 @@ def _print_abstentions(name: str, per_file: Mapping[str, Mapping[str, int]],
 def _replay_corpus(data_dir: Path, windows: Windows, detector_name: str, out_dir: Path,
                    show_progress: bool) -> dict[str, Any]:
     from skyline.algorithms import make_ensemble
+    from skyline.analysis.replay import replay
     from skyline.snab.corpus import format_results, parse_rows, require_same_files, result_path
     from skyline.snab.detectors import get
-    from skyline.snab.replay import replay
 
     detector = get(detector_name)
     paths = _data_files(data_dir)

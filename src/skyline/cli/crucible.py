@@ -1,7 +1,7 @@
 """`skyline crucible`: one series (a CSV or JSON file, or a stored metric) through every
 algorithm, with explanations, a replay and a plot. Reading the file and writing the PNG
 happen here (the CLI is the layer that touches files); the analysis is
-skyline.services.crucible."""
+skyline.analysis.crucible."""
 
 from __future__ import annotations
 
@@ -18,9 +18,9 @@ from skyline.core.errors import InvalidInput, NotFound
 from skyline.core.timeutil import iso
 
 if TYPE_CHECKING:
+    from skyline.analysis.crucible import Examination, Replay
+    from skyline.analysis.judge import Judge
     from skyline.core.types import FloatArray
-    from skyline.runtime.judge import Judge
-    from skyline.services.crucible import Examination, Replay
     from skyline.settings import Settings
 
 
@@ -29,7 +29,7 @@ class _HasSettings(Protocol):
 
 
 def _read_file(path: Path, min_points: int) -> tuple[FloatArray, FloatArray]:
-    from skyline.services.crucible import parse_series
+    from skyline.analysis.series_text import parse_series
 
     try:
         text = path.read_text(encoding="utf-8")
@@ -45,7 +45,7 @@ def _read_file(path: Path, min_points: int) -> tuple[FloatArray, FloatArray]:
 
 def _read_metric(settings: Settings, name: str, min_points: int
                  ) -> tuple[FloatArray, FloatArray]:
-    from skyline.services.crucible import check_series
+    from skyline.analysis.series_text import check_series
     from skyline.store import keys
     from skyline.store.hotstore import HotStore
     from skyline.store.redis_client import redis_session
@@ -60,7 +60,7 @@ def _read_metric(settings: Settings, name: str, min_points: int
 
 def _replay(judge: Judge, metric: str, t: FloatArray, v: FloatArray, expiration: float,
             show_progress: bool) -> Replay:
-    from skyline.services.crucible import replay
+    from skyline.analysis.crucible import replay
 
     total = max(0, len(t) - max(0, judge.params.min_tolerable_length - 1))
     if not show_progress:
@@ -138,7 +138,7 @@ def crucible(obj: _HasSettings, path: Path | None, metric: str | None, algorithm
     """Analyse one series: a CSV (timestamp,value; header optional) or JSON ([[t, v], ...]
     or {"points": ...}) file, or --metric NAME from the hot store. Prints each algorithm's
     verdict and explanation and the consensus."""
-    from skyline.services.crucible import crucible_judge, examine, select_algorithms
+    from skyline.analysis.crucible import crucible_judge, examine, select_algorithms
 
     if (path is None) == (metric is None):
         raise click.UsageError("give a PATH or --metric NAME (one of them)")

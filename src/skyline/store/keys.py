@@ -19,7 +19,7 @@ ANOMALY_STREAM = "skyline.events.anomalies"
 #: set of "component:instance" that have published self-metrics
 TELEMETRY_INDEX = "skyline.telemetry.instances"
 
-#: hash metric -> JSON of its open anomaly (skyline.events.incidents.Incident): one HGETALL
+#: hash metric -> JSON of its open anomaly (skyline.analysis.incidents.Incident): one HGETALL
 #: per analyzer run reads them all, and they survive restarts
 ANALYZER_INCIDENTS = "skyline.analyzer.incidents"
 

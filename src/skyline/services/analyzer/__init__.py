@@ -2,7 +2,7 @@
 ensemble (vectorised) and the custom algorithms (isolated), across ANALYZER_PROCESSES worker
 processes; anomalies become events on the anomaly stream. See docs/analyzer.md."""
 
-from skyline.services.analyzer.config import AnalyzerConfig, from_settings
+from skyline.analysis.config import AnalyzerConfig, from_settings
 from skyline.services.analyzer.run import Analyzer, RunReport
 from skyline.services.analyzer.service import run
 from skyline.settings import Settings

@@ -13,10 +13,10 @@ from typing import Any
 
 import redis
 
+from skyline.analysis.config import AnalyzerConfig, from_settings
+from skyline.analysis.decide import Decisions, IncidentStore, decide
+from skyline.analysis.judge import CustomFailures, Judgement
 from skyline.events.stream import publish
-from skyline.runtime.judge import CustomFailures, Judgement
-from skyline.services.analyzer.config import AnalyzerConfig, from_settings
-from skyline.services.analyzer.incidents import Decisions, IncidentStore, decide
 from skyline.services.analyzer.slice import Job, SliceResult
 from skyline.services.analyzer.workers import InlinePool, PoolOutcome, WorkerPool
 from skyline.settings import Settings

@@ -16,9 +16,9 @@ from dataclasses import dataclass, field
 
 import redis
 
-from skyline.runtime.judge import CustomFailures, Judge, Judgement
-from skyline.runtime.sandbox import Sandbox
-from skyline.services.analyzer.config import AnalyzerConfig
+from skyline.analysis.config import AnalyzerConfig
+from skyline.analysis.isolation import Isolation
+from skyline.analysis.judge import CustomFailures, Judge, Judgement
 from skyline.store.flatread import Flat, FlatReader
 
 
@@ -69,14 +69,14 @@ class SliceAnalyzer:
     def __init__(self, config: AnalyzerConfig, client: redis.Redis) -> None:
         self.config = config
         self.readers = [FlatReader(client, batch=config.read_batch) for _ in range(2)]
-        self.sandbox = Sandbox(config.customs) if config.customs else None
-        self.judge = Judge(config.params, config.customs, sandbox=self.sandbox)
+        self.isolation = Isolation(config.customs) if config.customs else None
+        self.judge = Judge(config.params, config.customs, isolation=self.isolation)
         self._pool = ThreadPoolExecutor(1, thread_name_prefix="analyzer-fetch")
 
     def close(self) -> None:
         self._pool.shutdown(wait=True)
-        if self.sandbox is not None:
-            self.sandbox.close()
+        if self.isolation is not None:
+            self.isolation.close()
 
     def _fetch(self, reader: FlatReader, names: Sequence[str]) -> tuple[Flat, float, float]:
         started = time.perf_counter()
@@ -89,7 +89,7 @@ class SliceAnalyzer:
         cpu = time.process_time()  # this worker's CPU, every thread
         size = self.config.chunk_size
         chunks = [job.names[i:i + size] for i in range(0, len(job.names), size)]
-        restarts = self.sandbox.restarts if self.sandbox is not None else 0
+        restarts = self.isolation.restarts if self.isolation is not None else 0
         pending = self._pool.submit(self._fetch, self.readers[0], chunks[0]) if chunks else None
         for k, names in enumerate(chunks):
             assert pending is not None
@@ -103,8 +103,8 @@ class SliceAnalyzer:
             self._judge_chunk(names, flat, job, fetched_at, out, stages)
         stages["worker_cpu"] = time.process_time() - cpu
         out.stages = dict(stages)
-        if self.sandbox is not None:
-            out.restarts = self.sandbox.restarts - restarts
+        if self.isolation is not None:
+            out.restarts = self.isolation.restarts - restarts
         return out
 
     def _judge_chunk(self, names: list[str], flat: Flat, job: Job, fetched_at: float,

@@ -21,8 +21,8 @@ from typing import Any
 
 import redis
 
-from skyline.runtime.sandbox import mp_context
-from skyline.services.analyzer.config import AnalyzerConfig
+from skyline.analysis.config import AnalyzerConfig
+from skyline.runtime.processes import mp_context
 from skyline.services.analyzer.slice import Job, SliceAnalyzer, SliceResult
 from skyline.store.redis_client import CONNECTION_ERRORS, make_client
 

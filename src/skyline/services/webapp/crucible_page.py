@@ -1,6 +1,6 @@
 """The crucible page: upload a CSV/JSON series or name a stored metric, and see every
 algorithm's verdict and explanation on a chart, through the same code as `skyline crucible`
-(skyline.runtime.crucible)."""
+(skyline.analysis.crucible)."""
 
 from __future__ import annotations
 
@@ -13,17 +13,11 @@ from fastapi import APIRouter, Request, UploadFile
 from fastapi.responses import HTMLResponse
 from starlette.datastructures import UploadFile as StarletteUpload
 
+from skyline.analysis.crucible import crucible_judge, examine, replay, select_algorithms
+from skyline.analysis.series_text import check_series, parse_series
 from skyline.core.errors import InvalidInput, NotFound
 from skyline.core.types import FloatArray
 from skyline.runtime.context import Context
-from skyline.runtime.crucible import (
-    check_series,
-    crucible_judge,
-    examine,
-    parse_series,
-    replay,
-    select_algorithms,
-)
 from skyline.services.webapp import data
 from skyline.services.webapp.models import finite_list
 from skyline.services.webapp.templating import render

@@ -2,7 +2,7 @@
 algorithms. One code path for the live analyzer, crucible and crucible's replay.
 
 The ensemble runs vectorised in this process; custom algorithms are per-series user code and
-run in a Sandbox (a child process that is killed on overrun). How they combine (upstream's
+run in isolation (a child process that is killed on overrun). How they combine (upstream's
 CUSTOM_ALGORITHMS fields, docs/analyzer.md):
 
 - a custom algorithm in scope gives one more opinion; its True is a vote towards CONSENSUS;
@@ -41,10 +41,10 @@ from skyline.algorithms import (
     prepare,
     prepare_flat,
 )
+from skyline.analysis.customs import CustomSpec
+from skyline.analysis.isolation import Isolation, Outcome
 from skyline.core.events import AlgorithmResult, pack_window
 from skyline.core.types import FloatArray
-from skyline.runtime.customalgos import CustomSpec
-from skyline.runtime.sandbox import Outcome, Sandbox
 
 
 @dataclass
@@ -154,13 +154,13 @@ def _aggregate(prepared: Prepared, ran: list[Batch], results: list[EnsembleResul
 
 class Judge:
     def __init__(self, params: AnalysisParams, customs: Sequence[CustomSpec] = (), *,
-                 sandbox: Sandbox | None = None, registry: Mapping[str, Any] | None = None,
+                 isolation: Isolation | None = None, registry: Mapping[str, Any] | None = None,
                  run_builtins: bool = True, consensus: int | None = None) -> None:
         self.params = params
         self.customs = tuple(customs)
-        self.sandbox = sandbox
-        if self.customs and sandbox is None:
-            raise ValueError("custom algorithms need a sandbox to run in")
+        self.isolation = isolation
+        if self.customs and isolation is None:
+            raise ValueError("custom algorithms need a isolation to run in")
         self.run_builtins = run_builtins
         self.ensemble = make_ensemble(params, registry)
         # the vote over built-ins and custom algorithms together (crucible may select fewer
@@ -250,7 +250,7 @@ class Judge:
 
     def _run_customs(self, v: Verdicts, scopes: dict[str, npt.NDArray[np.bool_]],
                      in_batches: npt.NDArray[np.bool_]) -> None:
-        assert self.sandbox is not None
+        assert self.isolation is not None
         analysis = v.analysis
         votes = analysis.votes.copy()
         opinions = analysis.opinions.copy()
@@ -266,7 +266,7 @@ class Judge:
             if not len(idx):
                 continue
             rows = [(v.names[int(i)], *v.series(int(i))) for i in idx]
-            outcomes = self.sandbox.run(spec.name, rows)
+            outcomes = self.isolation.run(spec.name, rows)
             for i, out in zip(idx, outcomes, strict=True):
                 v.custom.setdefault(int(i), []).append((spec, out))
                 if out.failure:

@@ -1,6 +1,6 @@
 """Open anomalies between runs: which judgements become events, and the state kept in Redis.
 
-The transitions themselves are skyline.events.incidents (shared with crucible's replay); this
+The transitions themselves are skyline.analysis.incidents (shared with crucible's replay); this
 module applies them to one run's judgements and stores the result in one Redis hash, so the
 state survives restarts and every worker's results are decided in one place (the parent).
 """
@@ -15,11 +15,11 @@ from typing import Any
 
 import redis
 
+from skyline.analysis.incidents import Incident, judged_anomalous, judged_normal
+from skyline.analysis.judge import Judgement
 from skyline.core.errors import InvalidInput
 from skyline.core.events import AnomalyEvent, event_id
 from skyline.core.events import Status as EventStatus
-from skyline.events.incidents import Incident, judged_anomalous, judged_normal
-from skyline.runtime.judge import Judgement
 from skyline.store import keys
 
 log = logging.getLogger(__name__)

@@ -1,7 +1,7 @@
 """Custom algorithms as configured (CUSTOM_ALGORITHMS), and how one is loaded.
 
 A spec is plain data, so it can be sent to the process that runs the algorithm (see
-sandbox.py): only that process ever imports the user's code, so an import that hangs or
+isolation.py): only that process ever imports the user's code, so an import that hangs or
 crashes cannot take the analyzer with it.
 
 Two forms, both wrapped by the pure adapters of skyline.algorithms.custom:

@@ -1,31 +1,35 @@
 """Crucible: one series, every algorithm's verdict and why, and where it would have alerted.
 
-Judging goes through skyline.runtime.judge, as the analyzer's does, with two differences for
+Judging goes through skyline.analysis.judge, as the analyzer's does, with two differences for
 a person asking about one series: every algorithm runs (no early stop) so each one's opinion
 is explained, and a series that the analyzer would skip (too short, stale, boring) is still
 judged, its status reported beside the verdict.
 
 The replay walks the series point by point: the window ending at each point (the last
 FULL_DURATION of points) is judged, many windows per batch through the same path; the
-open-anomaly state machine the analyzer uses (skyline.events.incidents) says where it would
+open-anomaly state machine the analyzer uses (skyline.analysis.incidents) says where it would
 have emitted events, and upstream's alert rule (one per EXPIRATION_TIME) which of them would
 have alerted.
 """
 
 from __future__ import annotations
 
+import contextlib
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
 import numpy.typing as npt
 
 from skyline.algorithms import AnalysisParams, Status
+from skyline.analysis.customs import CustomSpec
+from skyline.analysis.incidents import Incident, judged_anomalous, judged_normal
+from skyline.analysis.judge import Judge, Judgement
+from skyline.core.errors import InvalidInput
 from skyline.core.events import AlgorithmResult
 from skyline.core.types import FloatArray
-from skyline.events.incidents import Incident, judged_anomalous, judged_normal
-from skyline.runtime.judge import Judge, Judgement
+from skyline.settings import Settings
 
 REPLAY_POINTS = 1 << 20  # points judged per batch of windows (all windows laid end to end)
 
@@ -145,3 +149,56 @@ def replay(judge: Judge, metric: str, t: FloatArray, v: FloatArray, *, expiratio
         if progress is not None:
             progress(len(ends))
     return out
+
+
+APP = "crucible"
+
+
+def select_algorithms(settings: Settings, wanted: str | None
+                      ) -> tuple[list[str], tuple[CustomSpec, ...]]:
+    """The built-in/plug-in algorithms and the custom ones to run: `wanted` is a
+    comma-separated list, None for ALGORITHMS and the CUSTOM_ALGORITHMS used with crucible."""
+    from skyline.algorithms import OPTIONAL_BUILTINS, discover
+    from skyline.analysis.customs import specs_from_settings
+
+    customs = specs_from_settings(settings, APP)
+    if not wanted:
+        return list(settings.ALGORITHMS), customs
+    names = [n.strip() for n in wanted.split(",") if n.strip()]
+    registry = {**OPTIONAL_BUILTINS, **discover()}
+    by_name = {c.name: c for c in customs}
+    unknown = [n for n in names if n not in registry and n not in by_name]
+    if unknown:
+        known = sorted(set(registry) | set(by_name))
+        raise InvalidInput(f"unknown algorithm {', '.join(unknown)}; known: {', '.join(known)}")
+    if len(set(names)) != len(names):
+        raise InvalidInput("--algorithms lists an algorithm twice")
+    return ([n for n in names if n not in by_name],
+            tuple(by_name[n] for n in names if n in by_name))
+
+
+@contextlib.contextmanager
+def crucible_judge(settings: Settings, builtins: list[str], customs: tuple[CustomSpec, ...]
+                   ) -> Iterator[Judge]:
+    """A Judge for crucible; its custom-algorithm isolation (if any) is closed on exit."""
+    from skyline.analysis.isolation import Isolation
+    from skyline.analysis.params import analysis_params
+
+    if not builtins and not customs:
+        raise InvalidInput("no algorithm selected")
+    consensus = max(1, min(settings.CONSENSUS, len(builtins) + len(customs)))
+    algorithms = tuple(builtins) or tuple(settings.ALGORITHMS[:1])  # the ensemble needs one
+    algorithm_params = {k: v for k, v in settings.analyzer.algorithm_params.items()
+                        if k in algorithms}
+    params = analysis_params(settings, algorithms=algorithms,
+                             consensus=min(consensus, len(algorithms)), early_stop=False,
+                             algorithm_params=algorithm_params,
+                             # crucible runs the algorithms it was asked for and their vote
+                             detector="consensus")
+    isolation = Isolation(customs) if customs else None
+    try:
+        yield Judge(params, customs, isolation=isolation, run_builtins=bool(builtins),
+                    consensus=consensus)
+    finally:
+        if isolation is not None:
+            isolation.close()

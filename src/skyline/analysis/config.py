@@ -9,6 +9,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from skyline.algorithms import AnalysisParams, discover, make_ensemble
+from skyline.analysis.customs import CustomSpec, check_entry_points, specs_from_settings
+from skyline.analysis.params import analysis_params
 from skyline.core.errors import (
     DuplicateAlgorithm,
     InvalidInput,
@@ -17,8 +19,6 @@ from skyline.core.errors import (
     UnknownAlgorithm,
 )
 from skyline.core.patterns import PatternSet, skipped
-from skyline.runtime.analysis_settings import analysis_params
-from skyline.runtime.customalgos import CustomSpec, check_entry_points, specs_from_settings
 from skyline.settings import Settings
 
 APP = "analyzer"

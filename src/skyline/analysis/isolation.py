@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import logging
 import math
-import multiprocessing as mp
 import signal
 import time
 from collections.abc import Sequence
@@ -28,8 +27,9 @@ from typing import Any
 
 import numpy as np
 
+from skyline.analysis.customs import CustomSpec, Loaded, load
 from skyline.core.types import FloatArray
-from skyline.runtime.customalgos import CustomSpec, Loaded, load
+from skyline.runtime.processes import mp_context
 
 log = logging.getLogger(__name__)
 
@@ -48,24 +48,6 @@ class Outcome:
     text: str
     failure: str = ""  # "" | "error" | "timeout" | "crash" | "skipped" | "unavailable"
     error: str = ""  # the exception or reason, for the log
-
-
-_CONTEXT: Any = None
-
-
-def mp_context() -> Any:
-    """The multiprocessing context for Skyline's worker processes: a forkserver that has
-    imported the heavy modules once (a plain fork of a process running an event loop and
-    threads is unsafe; spawn pays a full interpreter start per process)."""
-    global _CONTEXT
-    if _CONTEXT is None:
-        try:
-            ctx: Any = mp.get_context("forkserver")
-            ctx.set_forkserver_preload(["numpy", "skyline.algorithms", "skyline.runtime.sandbox"])
-        except ValueError:  # no forkserver on this platform
-            ctx = mp.get_context("spawn")
-        _CONTEXT = ctx
-    return _CONTEXT
 
 
 def _judge_one(loaded: Loaded, metric: str, t: FloatArray, v: FloatArray
@@ -112,7 +94,7 @@ def _child(conn: Connection, specs: Sequence[CustomSpec]) -> None:
             conn.send(_judge_one(loaded[name], metric, t, v))
 
 
-class Sandbox:
+class Isolation:
     """One child process for a set of custom algorithms, restarted on demand."""
 
     def __init__(self, specs: Sequence[CustomSpec], *, context: Any = None,
@@ -246,7 +228,7 @@ class Sandbox:
         out.append(Outcome(ABSTAIN, math.nan, f"abstained: the algorithm failed ({why})",
                            "crash", why))
 
-    def __enter__(self) -> Sandbox:
+    def __enter__(self) -> Isolation:
         return self
 
     def __exit__(self, *exc: Any) -> None:
