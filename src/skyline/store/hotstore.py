@@ -226,8 +226,7 @@ class HotStore:
         """Every metric name (sorted), or those matching one pattern."""
         all_names = (_decode_name(n) for n in self.client.sscan_iter(keys.METRIC_INDEX, count=5000))
         if pattern:
-            matcher = PatternSet([pattern])
-            return sorted(n for n in all_names if matcher.any(n))
+            return sorted(PatternSet([pattern]).filter(all_names))
         return sorted(all_names)
 
     def count(self) -> int:

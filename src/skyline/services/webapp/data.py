@@ -113,7 +113,7 @@ def exact_pattern(metric: str) -> str:
     """A silence pattern that matches this one name and no other: the name itself unless it
     holds characters a glob would read as wildcards."""
     if metric.startswith(REGEX_PREFIX) or re.search(r"[*?]", metric):
-        return f"{REGEX_PREFIX}^{re.escape(metric)}\\Z"
+        return f"{REGEX_PREFIX}^{re.escape(metric)}$"
     return metric
 
 

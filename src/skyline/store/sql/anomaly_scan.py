@@ -30,7 +30,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from skyline.core.events import AnomalyEvent
-from skyline.core.patterns import REGEX_PREFIX, compile_pattern
+from skyline.core.patterns import REGEX_PREFIX, Pattern, compile_pattern
 from skyline.store.sql.anomalies import _event, _select
 from skyline.store.sql.models import anomalies, anomaly_algorithms, metrics
 
@@ -57,7 +57,7 @@ class Scan:
     metric_ids: Sequence[int] | None = None  # an IN list
     metric_set: frozenset[int] | None = None  # checked in Python
     name_where: tuple[sa.ColumnElement[bool], ...] = ()  # on metrics.name, in SQL
-    name_match: re.Pattern[str] | None = None  # on metrics.name, in Python
+    name_match: Pattern | None = None  # on metrics.name, in Python
 
 
 @dataclass(frozen=True)
@@ -263,7 +263,7 @@ def pattern_metric_ids(c: Connection, pattern: str) -> list[int] | None:
         return None
     # all(): fetching row by row costs more than the regex
     rows = c.execute(sa.select(metrics.c.id, metrics.c.name).where(*where)).all()
-    return [int(i) for i, name in rows if rx.search(name) is not None]
+    return [int(i) for i, name in rows if rx.matches(name)]
 
 
 # anomalies ---------------------------------------------------------------------------------------
@@ -329,7 +329,7 @@ def find(c: Connection, scan: Scan, *, cursor: tuple[float, int] | None, ascendi
         rows = c.execute(_from(stmt, ts, rid, cursor, ascending, batch)).all()
         for r in rows:
             if (r.metric_id in scan.metric_set if scan.metric_set is not None
-                    else scan.name_match is not None and scan.name_match.search(r.name)):
+                    else scan.name_match is not None and scan.name_match.matches(r.name)):
                 ids.append(int(r.id))
                 if len(ids) == want:
                     return Found(ids, None)

@@ -16,7 +16,7 @@ import sqlalchemy as sa
 
 from skyline.core.errors import InvalidInput, NotFound
 from skyline.core.events import AnomalyEvent
-from skyline.core.patterns import compile_pattern
+from skyline.core.patterns import Pattern, compile_pattern
 from skyline.store.sql.anomalies import Conn, _tx, metric_id
 from skyline.store.sql.anomaly_scan import (
     Scan,
@@ -80,7 +80,7 @@ def query_anomalies(conn: Conn, q: AnomalyQuery | None = None, *, limit: int = 5
                 return Page([], None)
             metric_ids = [mid]
         name_where: tuple[sa.ColumnElement[bool], ...] = ()
-        name_match: re.Pattern[str] | None = None
+        name_match: Pattern | None = None
         if q.pattern:
             ids = pattern_metric_ids(c, q.pattern)
             if ids is None:  # too many candidates: check each scanned anomaly's name
