@@ -37,7 +37,7 @@ typecheck: install
 	$(VENV)/bin/mypy
 
 pytest: install
-	$(PY) -m pytest tests/unit tests/integration tests/e2e $(PYTEST_ARGS)
+	$(PY) -m pytest tests/unit tests/integration tests/e2e tests/security $(PYTEST_ARGS)
 
 # Refresh the pinned constraints from the current venv (after changing pyproject.toml).
 lock: install

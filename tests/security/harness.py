@@ -10,7 +10,9 @@ notes in docs/security.md.
 
 from __future__ import annotations
 
+import contextlib
 import socket
+import subprocess
 import threading
 import time
 from pathlib import Path
@@ -85,7 +87,21 @@ class Skyline:
         return httpx.get(f"{self.base}{path}", headers=AUTH, **kw)
 
     def stop(self) -> int:
-        return self.run.stop()
+        """SIGINT and wait; a process still frozen after 30 s is killed, with everything it
+        started (the embedded Redis too), so a failed attack leaves nothing behind."""
+        try:
+            family = psutil.Process(self.pid).children(recursive=True)
+        except psutil.NoSuchProcess:
+            family = []
+        try:
+            return self.run.stop(timeout=30)
+        except subprocess.TimeoutExpired:
+            self.run.proc.kill()
+            for p in family:
+                with contextlib.suppress(psutil.NoSuchProcess):
+                    p.kill()
+            self.run.finish(timeout=30)
+            raise AssertionError("skyline did not stop within 30 s of SIGINT") from None
 
 
 class Probe:

@@ -8,7 +8,6 @@ while new anomalies arrive.
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 from typing import Any
 
