@@ -15,7 +15,8 @@ LAYERS: list[set[str]] = [
     {"skyline", "skyline.core"},
     {"skyline.store", "skyline.settings"},
     {"skyline.events", "skyline.telemetry", "skyline.runtime", "skyline.ingest",
-     "skyline.algorithms", "skyline.plots", "skyline.snab", "skyline.analysis"},
+     "skyline.algorithms", "skyline.plots", "skyline.snab", "skyline.analysis",
+     "skyline.remote"},
     {"skyline.services"},
     {"skyline.cli"},
 ]

@@ -13,7 +13,7 @@ from typing import Any
 from fastapi import APIRouter
 
 from skyline.runtime.context import Context
-from skyline.services import alerters, analyzer, flux, horizon, panorama, roomba, webapp
+from skyline.services import alerters, analyzer, flux, horizon, panorama, roomba, vista, webapp
 from skyline.settings import Settings
 
 
@@ -93,6 +93,12 @@ def _analyzer(
     return analyzer.run(ctx)
 
 
+def _vista(
+    ctx: Context, socks: dict[str, socket.socket], routers: Sequence[APIRouter]
+) -> Coroutine[Any, Any, None]:
+    return vista.run(ctx)
+
+
 REGISTRY: dict[str, Component] = {
     c.name: c
     for c in [
@@ -125,5 +131,7 @@ REGISTRY: dict[str, Component] = {
             "flux", "HTTP ingest (JSON, Prometheus remote_write, Influx, OTLP) on WEBAPP_PORT",
             _flux, routers=flux.routers, needs=("webapp",),
         ),
+        Component("vista", "pulls VISTA_FETCH_METRICS from remote Graphite and Prometheus "
+                  "servers into the hot store (idle when empty)", _vista),
     ]
 }

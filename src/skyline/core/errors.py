@@ -68,3 +68,15 @@ class UnknownAlgorithm(SkylineError):
 
 class DuplicateAlgorithm(SkylineError):
     """Two algorithms (built-in or plug-in) claim the same name."""
+
+
+class RemoteError(SkylineError):
+    """A remote source (Graphite, Prometheus) that did not give a usable answer. `reason` is a
+    short word used as a counter name: unreachable, timeout, redirect, http_error, auth,
+    too_large, bad_body, no_data."""
+
+    def __init__(self, reason: str, url: str, detail: str):
+        self.reason = reason
+        self.url = url
+        self.detail = detail
+        super().__init__(f"{url}: {detail}")

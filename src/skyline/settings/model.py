@@ -22,6 +22,7 @@ from skyline.settings.analyzer import (
     CustomAlgorithmSettings,
     check_analyzer,
 )
+from skyline.settings.vista import VistaFetch, VistaSettings
 from skyline.settings.webapp import MIN_PASSWORD_LENGTH, USERNAME_PATTERN, WebappSettings
 
 ENV_PREFIX = "SKYLINE_"
@@ -429,6 +430,23 @@ class Settings(BaseSettings):
         "max_execution_time, ...); each runs in a separate process (docs/analyzer.md).",
     )
 
+    VISTA_FETCH_METRICS: list[VistaFetch] = Field(
+        default_factory=list,
+        description="Remote Graphite targets and Prometheus queries Vista pulls: "
+        "[[VISTA_FETCH_METRICS]] tables of source, url, query, metric, frequency, step, "
+        "namespace_prefix, user, password, token, timeout, or upstream's tuples "
+        "(docs/vista.md). Empty: Vista idles.",
+    )
+    VISTA_GRAPHITE_BATCH_SIZE: int = Field(
+        20, ge=1, le=1000,
+        description="Most plain Graphite paths of one remote fetched in one render request.",
+    )
+    VISTA_DO_NOT_SUBMIT_CURRENT_MINUTE: bool = Field(
+        True,
+        description="Never store a fetched point of the current, incomplete minute (it is "
+        "fetched again, complete, next time).",
+    )
+
     # new top-level names of the foundation ------------------------------------------------
     DATA_DIR: Path = Field(
         Path("var"),
@@ -515,6 +533,7 @@ class Settings(BaseSettings):
     webapp: WebappSettings = Field(
         default_factory=WebappSettings, description="[webapp] table."
     )
+    vista: VistaSettings = Field(default_factory=VistaSettings, description="[vista] table.")
 
     @field_validator("SKIP_LIST", "DO_NOT_SKIP_LIST")
     @classmethod

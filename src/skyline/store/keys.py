@@ -74,3 +74,8 @@ def alert_open(channel: str, metric: str) -> str:
 def alert_rate(channel: str, window: int) -> str:
     """Counter of alerts a channel sent in one rate-limit window."""
     return f"skyline.alerts.rate.{channel}.{window}"
+
+#: hash: Vista's bookkeeping, field -> Unix seconds. "fetch <fetch key>": the end of the last
+#: window fetched for one configured query; "series <name>": the newest point stored for one
+#: series it gave (so a restart neither fetches nor stores a point twice)
+VISTA_LAST = "skyline.vista.last"
