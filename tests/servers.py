@@ -164,3 +164,121 @@ DATABASES = {{"default": {{"NAME": "{root / 'graphite.db'}",
 def send_lines(port: int, lines: Sequence[str]) -> None:
     with socket.create_connection(("127.0.0.1", port), timeout=10) as s:
         s.sendall("".join(line + "\n" for line in lines).encode())
+
+
+def alertmanager(tmp: Path) -> tuple[Proc, str]:
+    binary = shutil.which("prometheus-alertmanager") or shutil.which("alertmanager")
+    if binary is None:
+        skip_or_fail("Alertmanager is not installed (apt-get install prometheus-alertmanager)")
+        raise AssertionError("unreachable")
+    cfg = tmp / "alertmanager.yml"
+    cfg.write_text("route:\n  receiver: blackhole\nreceivers:\n  - name: blackhole\n")
+    port = free_port()
+    p = Proc("alertmanager", [binary, f"--config.file={cfg}", f"--storage.path={tmp / 'am'}",
+                              f"--web.listen-address=127.0.0.1:{port}",
+                              "--cluster.listen-address="], tmp)
+    url = f"http://127.0.0.1:{port}"
+    p.wait_until(lambda: httpx.get(f"{url}/-/ready", timeout=2).status_code == 200)
+    return p, url
+
+
+def vmalert(tmp: Path, rules: str, datasource: str, notifier: str, *extra: str) -> Proc:
+    binary = need("vmalert", "apt-get install victoria-metrics")
+    path = tmp / "rules.yml"
+    path.write_text(rules)
+    port = free_port()
+    p = Proc("vmalert", [binary, f"-rule={path}", f"-datasource.url={datasource}",
+                         f"-notifier.url={notifier}", f"-httpListenAddr=127.0.0.1:{port}",
+                         "-evaluationInterval=1s", *extra], tmp)
+    p.wait_http(f"http://127.0.0.1:{port}/-/healthy")
+    return p
+
+
+def collectd(tmp: Path, graphite_port: int, table_file: Path) -> Proc:
+    """collectd reading one table file every second and writing it with write_graphite."""
+    binary = need("collectd", "apt-get install collectd-core")
+    base = tmp / "collectd"
+    base.mkdir(exist_ok=True)
+    conf = base / "collectd.conf"
+    conf.write_text(f"""
+Hostname "sender.example"
+FQDNLookup false
+Interval 1
+BaseDir "{base}"
+PIDFile "{base / 'collectd.pid'}"
+PluginDir "/usr/lib/collectd"
+TypesDB "/usr/share/collectd/types.db"
+AutoLoadPlugin false
+LoadPlugin logfile
+<Plugin logfile>
+  LogLevel info
+  File STDOUT
+</Plugin>
+LoadPlugin table
+LoadPlugin write_graphite
+<Plugin table>
+  <Table "{table_file}">
+    Instance "app"
+    Separator " "
+    <Result>
+      Type gauge
+      InstancePrefix "requests"
+      ValuesFrom 0
+    </Result>
+    <Result>
+      Type gauge
+      InstancePrefix "latency"
+      ValuesFrom 1
+    </Result>
+  </Table>
+</Plugin>
+<Plugin write_graphite>
+  <Node "skyline">
+    Host "127.0.0.1"
+    Port "{graphite_port}"
+    Protocol "tcp"
+    Prefix "collectd."
+    EscapeCharacter "_"
+    StoreRates true
+    AlwaysAppendDS false
+  </Node>
+</Plugin>
+""")
+    return Proc("collectd", [binary, "-f", "-C", str(conf)], tmp)
+
+
+def vmagent(tmp: Path, scrape_target: str, remote_write: str, key: str) -> Proc:
+    binary = need("vmagent", "apt-get install victoria-metrics")
+    cfg = tmp / "vmagent-scrape.yml"
+    cfg.write_text(f"""
+global:
+  scrape_interval: 1s
+scrape_configs:
+  - job_name: node
+    static_configs:
+      - targets: ["{scrape_target}"]
+""")
+    port = free_port()
+    p = Proc("vmagent", [binary, f"-promscrape.config={cfg}", f"-remoteWrite.url={remote_write}",
+                         f"-remoteWrite.bearerToken={key}", "-remoteWrite.flushInterval=1s",
+                         f"-remoteWrite.tmpDataPath={tmp / 'vmagent-data'}",
+                         f"-httpListenAddr=127.0.0.1:{port}"], tmp)
+    p.wait_http(f"http://127.0.0.1:{port}/health")
+    return p
+
+
+def statsd(tmp: Path, graphite_port: int) -> tuple[Proc, int]:
+    """Etsy's statsd daemon (npm), flushing every second to a Graphite plaintext port."""
+    binary = need("statsd", "npm install -g statsd")
+    port = free_port(socket.SOCK_DGRAM)
+    cfg = tmp / "statsd-config.js"
+    cfg.write_text(f"""{{
+  graphiteHost: "127.0.0.1", graphitePort: {graphite_port}, port: {port},
+  address: "127.0.0.1", mgmt_address: "127.0.0.1", mgmt_port: {free_port()},
+  flushInterval: 1000, backends: ["./backends/graphite"],
+  graphite: {{ legacyNamespace: false }}, deleteIdleStats: true
+}}
+""")
+    p = Proc("statsd", [binary, str(cfg)], tmp)
+    p.wait_until(lambda: "server is up" in p.output())
+    return p, port

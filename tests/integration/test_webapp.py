@@ -73,9 +73,9 @@ def test_metrics_endpoint_serves_prometheus_text(ctx):
     assert r.status_code == 200
     assert r.headers["content-type"].startswith("text/plain; version=0.0.4")
     lines = r.text.splitlines()
-    assert "# TYPE skyline_horizon_points_accepted counter" in lines
+    assert "# TYPE skyline_horizon_points_accepted_total counter" in lines
     inst = ctx.settings.instance
-    assert f'skyline_horizon_points_accepted{{instance="{inst}"}} 42.0' in lines
+    assert f'skyline_horizon_points_accepted_total{{instance="{inst}"}} 42.0' in lines
     assert f'skyline_horizon_queue_depth{{instance="{inst}"}} 3.0' in lines
 
 

@@ -26,11 +26,18 @@ def test_prometheus_text_format():
         ("roomba", "h1", "pass_seconds", "gauge", 0.5),
     ])
     lines = text.splitlines()
-    assert "# TYPE skyline_horizon_points counter" in lines
-    assert 'skyline_horizon_points{instance="h1"} 12.0' in lines
-    assert 'skyline_horizon_points{instance="h\\"2"} 3.0' in lines
+    assert "# TYPE skyline_horizon_points_total counter" in lines
+    assert "# HELP skyline_horizon_points_total Skyline horizon counter: points" in lines
+    assert 'skyline_horizon_points_total{instance="h1"} 12.0' in lines
+    assert 'skyline_horizon_points_total{instance="h\\"2"} 3.0' in lines
     assert "# TYPE skyline_roomba_pass_seconds gauge" in lines
-    assert lines.count("# TYPE skyline_horizon_points counter") == 1
+    assert lines.count("# TYPE skyline_horizon_points_total counter") == 1
+    assert not any("build_info" in line for line in lines)
+
+
+def test_prometheus_text_is_never_empty_with_a_version():
+    assert prometheus_text([], "1.2.3").splitlines()[-1] == 'skyline_build_info{version="1.2.3"} 1'
+    assert prometheus_text([]) == ""
 
 
 @pytest.mark.parametrize("bad", ["with.dot", "1abc", "sp ace", ""])

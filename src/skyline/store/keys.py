@@ -29,6 +29,12 @@ def series(metric: str) -> str:
     return f"{SERIES_PREFIX}{metric}{SERIES_SUFFIX}"
 
 
+def scores(metric: str) -> str:
+    """The string holding a metric's anomaly-score series (written by the analyzer), packed
+    as the metric's own series is, with the same hash tag."""
+    return f"skyline.scores.{{{metric}}}"
+
+
 def metric_of_series(key: str) -> str:
     if not (key.startswith(SERIES_PREFIX) and key.endswith(SERIES_SUFFIX)):
         raise ValueError(f"not a series key: {key!r}")

@@ -121,14 +121,29 @@ def _escape_label(v: str) -> str:
     return v.replace("\\", "\\\\").replace("\n", "\\n").replace('"', '\\"')
 
 
-def prometheus_text(samples: list[tuple[str, str, str, str, float]]) -> str:
-    """Prometheus text exposition: skyline_<component>_<counter>{instance="..."}."""
+def prometheus_text(samples: list[tuple[str, str, str, str, float]],
+                    version: str | None = None) -> str:
+    """Prometheus text exposition, as its conventions ask (`promtool check metrics` passes):
+    counters as skyline_<component>_<counter>_total, gauges as skyline_<component>_<gauge>,
+    each with HELP and TYPE lines and an `instance` label. With `version`, also
+    skyline_build_info{version="..."} 1, so the exposition is never empty (before the first
+    flush of any counter, a scraper still sees that Skyline answers)."""
     by_metric: dict[str, list[tuple[str, str, float]]] = defaultdict(list)
+    help_of: dict[str, str] = {}
     for component, instance, name, kind, value in samples:
-        by_metric[f"skyline_{component}_{name}"].append((kind, instance, value))
+        metric = f"skyline_{component}_{name}"
+        if kind == "counter" and not metric.endswith("_total"):
+            metric += "_total"
+        by_metric[metric].append((kind, instance, value))
+        help_of.setdefault(metric, f"Skyline {component} {kind}: {name}")
     lines = []
+    if version is not None:
+        lines += ["# HELP skyline_build_info Skyline's version; always 1.",
+                  "# TYPE skyline_build_info gauge",
+                  f'skyline_build_info{{version="{_escape_label(version)}"}} 1']
     for metric in sorted(by_metric):
         rows = by_metric[metric]
+        lines.append(f"# HELP {metric} {help_of[metric]}")
         lines.append(f"# TYPE {metric} {rows[0][0]}")
         for _kind, instance, value in rows:
             lines.append(f'{metric}{{instance="{_escape_label(instance)}"}} {value!r}')

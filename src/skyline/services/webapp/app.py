@@ -24,7 +24,14 @@ from skyline.core.errors import (
     StoreUnavailable,
 )
 from skyline.runtime.context import Context
-from skyline.services.webapp import alerts_api, api, crucible_page, login, pages
+from skyline.services.webapp import (
+    alerts_api,
+    api,
+    crucible_page,
+    login,
+    pages,
+    prometheus_api,
+)
 from skyline.services.webapp.auth import SESSION_COOKIE, Auth, AuthMiddleware, is_open
 from skyline.services.webapp.health import health
 from skyline.services.webapp.models import ErrorOut
@@ -99,7 +106,8 @@ def core_router(ctx: Context) -> APIRouter:
 
     @router.get("/metrics", response_class=PlainTextResponse, tags=["health"])
     def metrics() -> Response:
-        return Response(prometheus_text(collect(ctx.client)), media_type=PROMETHEUS_CONTENT_TYPE)
+        return Response(prometheus_text(collect(ctx.client), __version__),
+                        media_type=PROMETHEUS_CONTENT_TYPE)
 
     return router
 
@@ -140,7 +148,7 @@ def create_app(ctx: Context, routers: Sequence[APIRouter] = ()) -> FastAPI:
     # the pages and the read API: here, so that `skyline serve webapp` alone serves them
     app.mount("/static", CachedStatic(directory=STATIC), name="static")
     for own in (api.router(ctx), alerts_api.router(ctx), pages.router(ctx),
-                crucible_page.router(ctx)):
+                crucible_page.router(ctx), prometheus_api.router(ctx)):
         app.include_router(own)
     for router in routers:
         app.include_router(router)

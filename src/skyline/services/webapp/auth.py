@@ -14,6 +14,8 @@ Templates find `request.state.user` (a WebUser, or None on open routes) and
 from __future__ import annotations
 
 import asyncio
+import base64
+import binascii
 import hmac
 import logging
 from collections.abc import Callable
@@ -120,6 +122,30 @@ def bearer_token(scope: Scope) -> str | None:
         return None
     scheme, _, token = value.strip().partition(" ")
     return token.strip() if scheme.lower() == "bearer" else None
+
+
+# Prometheus clients (Grafana's data source, promtool, vmalert) are often set up with HTTP
+# basic auth only: under these prefixes an API token is also taken as the basic password
+BASIC_TOKEN_PREFIXES = ("/prometheus/",)
+
+
+def api_token(scope: Scope) -> str | None:
+    """The API token a request carries: `Authorization: Bearer <token>`, or, under
+    BASIC_TOKEN_PREFIXES, basic auth with the token as the password (any user name)."""
+    token = bearer_token(scope)
+    if token is not None or not str(scope.get("path", "")).startswith(BASIC_TOKEN_PREFIXES):
+        return token
+    value = _header(scope, b"authorization")
+    if value is None:
+        return None
+    scheme, _, encoded = value.strip().partition(" ")
+    if scheme.lower() != "basic":
+        return None
+    try:
+        decoded = base64.b64decode(encoded.strip(), validate=True).decode("utf-8")
+    except (binascii.Error, UnicodeDecodeError):
+        return ""  # present but unreadable: refused as an invalid token
+    return decoded.partition(":")[2]
 
 
 class Auth:
@@ -262,7 +288,7 @@ class AuthMiddleware:
         request = Request(scope)
         if auth.ctx.engine is not None:
             await auth.wait_for_users()
-        token = bearer_token(scope)
+        token = api_token(scope)
         if token is not None:
             user = await asyncio.to_thread(q.verify_token, auth.engine, token)
             if user is None:
