@@ -117,3 +117,15 @@ def test_window_rules():
 def test_plain_paths():
     assert is_plain_path("a.b-c.d_e")
     assert not any(map(is_plain_path, ["a.*", "sum(a)", "a.{b,c}", "a.[ab]", "a?"]))
+
+
+def test_config_show_masks_vista_credentials():
+    from skyline.settings.show import as_dict
+
+    s = load_settings(VISTA_FETCH_METRICS=[
+        {"source": "prometheus", "url": "http://p", "query": "q", "user": "u",
+         "password": "pw-secret-1"},
+        {"source": "graphite", "url": "http://g", "query": "q", "token": "tok-secret-2"}])
+    shown = str(as_dict(s))
+    assert "pw-secret-1" not in shown and "tok-secret-2" not in shown
+    assert as_dict(s)["VISTA_FETCH_METRICS"][0]["user"] == "u"

@@ -40,8 +40,10 @@ class VistaFetch(BaseModel):
     namespace_prefix: str = Field(
         "", description="Dotted prefix put with a dot before every name fetched.")
     user: str = Field("", description="HTTP basic auth user.")
-    password: SecretStr | None = Field(None, description="HTTP basic auth password.")
-    token: SecretStr | None = Field(None, description="Bearer token (Authorization header).")
+    password: SecretStr | None = Field(None, json_schema_extra={"mask": "all"},
+                                       description="HTTP basic auth password.")
+    token: SecretStr | None = Field(None, json_schema_extra={"mask": "all"},
+                                    description="Bearer token (Authorization header).")
     timeout: float | None = Field(
         None, gt=0, le=600, description="Seconds for one whole answer; default vista.timeout.")
 
