@@ -1,15 +1,17 @@
 """Analyzer bench: one full analyzer pass over METRICS x POINTS series in the embedded Redis.
 
-Series are 60 s days ending now: noise, a daily sine or a slow trend (a third each), 1 %
-ending in a spike. They are loaded with one SET of the whole encoded series per metric (not
+Series are 60 s days ending a minute ago: noise, a daily sine or a slow trend (a third each),
+1 % ending in a spike. They are loaded with one SET of the whole encoded series per metric (not
 METRICS x POINTS appends), into a throwaway embedded Redis whose persistence is turned off
 (nothing to keep; a background save of gigabytes would only disturb the timing).
 
-A pass is what `skyline analyze --once` does: list the index, fetch every series (worker
-processes, each with its own connection), prepare and judge them (the default score
-detector, range_excess; --detector consensus: all nine algorithms, CONSENSUS 6, early stop),
-explain the anomalies and publish their events. Pass 1 is the first run of fresh workers; pass 2 the steady state a long-running
-analyzer sees (the open incidents are cleared in between so its events are written again).
+A pass is what `skyline analyze --once` does: list the index, fetch every series and its
+analysis state (worker processes, each with its own connection), prepare them, run every new
+point through the pipeline (the default score detector, range_excess; --detector consensus:
+all nine algorithms, CONSENSUS 6, early stop; the incident machine), store the states,
+explain the anomalies and publish their events. Pass 1 is the first run of fresh workers on
+metrics met for the first time; then one new point is appended to every metric (1 % of them
+a spike), and pass 2 is the steady state a long-running analyzer sees every minute.
 Then a per-series reference path on --reference metrics: one GET per metric, decoded, and the
 nine per-series reference algorithms (tests/reference_algorithms.py) with consensus.
 
@@ -59,7 +61,7 @@ def names_for(m: int) -> list[str]:
     return [f"bench.analyzer.host-{i // 100:05d}.metric-{i % 100:02d}" for i in range(m)]
 
 
-def chunk_values(lo: int, hi: int, points: int) -> np.ndarray:
+def chunk_values(lo: int, hi: int, points: int, spike_at: int = -1) -> np.ndarray:
     rng = np.random.default_rng(lo)
     k = hi - lo
     i = np.arange(points) / points
@@ -73,18 +75,37 @@ def chunk_values(lo: int, hi: int, points: int) -> np.ndarray:
     trend = kind == 2
     v[trend] += rng.uniform(-20, 20, (int(trend.sum()), 1)) * i[None, :]
     spiked = rng.random(k) < 0.01
-    v[spiked, -3:] += 10 * v[spiked].std(axis=1, keepdims=True)
+    v[spiked, spike_at] += 10 * v[spiked].std(axis=1)
     return v
 
 
-def load(client: redis.Redis, names: list[str], points: int, end: float) -> float:
+def append_minute(store: HotStore, names: list[str], t: float, v: np.ndarray) -> float:
+    """One new point per metric at time t (values: each metric's next one, 1 % of them a
+    spike), through the store's write path."""
+    v = v.copy()
+    v[np.random.default_rng(1).random(len(names)) < 0.01] *= 50
+    started = time.perf_counter()
+    for lo in range(0, len(names), 10_000):
+        hi = min(len(names), lo + 10_000)
+        store.append(names[lo:hi], np.full(hi - lo, t), v[lo:hi])
+    return time.perf_counter() - started
+
+
+def load(client: redis.Redis, names: list[str], points: int, end: float
+         ) -> tuple[float, np.ndarray]:
+    """Store the series; (seconds, each metric's next value: the one after its last)."""
     t = end - STEP * np.arange(points)[::-1]
     pts = np.empty((LOAD_CHUNK, points), dtype=POINT_DTYPE)
     pts["t"] = t
+    following = np.empty(len(names))
     started = time.perf_counter()
     for lo in range(0, len(names), LOAD_CHUNK):
         hi = min(len(names), lo + LOAD_CHUNK)
-        pts["v"][: hi - lo] = chunk_values(lo, hi, points)
+        # one point more than stored, the planted spikes on the last stored one: the extra
+        # point is each metric's own continuation (pass 2's new point)
+        values = chunk_values(lo, hi, points + 1, spike_at=-2)
+        pts["v"][: hi - lo] = values[:, :-1]
+        following[lo:hi] = values[:, -1]
         pipe = client.pipeline(transaction=False)
         for j in range(hi - lo):
             pipe.set(keys.series(names[lo + j]), pts[j].tobytes())
@@ -92,7 +113,7 @@ def load(client: redis.Redis, names: list[str], points: int, end: float) -> floa
         pipe.execute()
         if (hi // LOAD_CHUNK) % 10 == 0:
             progress(f"  loaded {hi:,} metrics")
-    return time.perf_counter() - started
+    return time.perf_counter() - started, following
 
 
 def cpu_seconds(pid: int) -> float:
@@ -105,8 +126,8 @@ def describe(label: str, r: RunReport) -> list[str]:
     stages = ", ".join(f"{k} {s.stages[k]:.2f} s" for k in STAGES if k in s.stages)
     return [
         f"  {label}: {s.duration:6.2f} s  {r.metrics_per_second:10,.0f} metrics/s  "
-        f"({s.analysed:,} analysed, {r.anomalies:,} anomalous, "
-        f"{len(r.decisions.anomalous):,} events written)",
+        f"({s.analysed:,} analysed, {r.candidates:,} anomalous, "
+        f"{len(r.events):,} events written)",
         f"    stages (slowest worker for fetch..explain): {stages}",
     ]
 
@@ -155,8 +176,8 @@ def main() -> int:
             redis_pid = int(client.info("server")["process_id"])
 
             progress(f"loading {m:,} x {n} ...")
-            end = time.time()
-            load_s = load(client, names, n, end)
+            end = time.time() - STEP
+            load_s, following = load(client, names, n, end)
             size = m * n * 16
             analyzer = Analyzer(settings, client, url)
             started = time.perf_counter()
@@ -164,13 +185,15 @@ def main() -> int:
             start_s = time.perf_counter() - started
             try:
                 progress("pass 1 ...")
-                first = analyzer.run_once()
-                client.delete(keys.ANALYZER_INCIDENTS)
+                first = analyzer.run_once(now=end + 1)
                 client.delete(keys.ANOMALY_STREAM)
+                progress("one new point per metric ...")
+                append_s = append_minute(HotStore(client), names, end + STEP, following)
                 progress("pass 2 ...")
                 redis_before = cpu_seconds(redis_pid)
-                second = analyzer.run_once()
+                second = analyzer.run_once(now=end + STEP + 1)
                 redis_cpu = cpu_seconds(redis_pid) - redis_before
+                state_bytes = analyzer.config.pipeline().layout.size
             finally:
                 analyzer.close()
 
@@ -195,6 +218,8 @@ def main() -> int:
         print(line)
     print(f"  redis-server CPU during pass 2: {redis_cpu:.2f} s (one thread; it serves "
           f"{size / 1e9:.2f} GB of replies)")
+    print(f"  analysis state: {state_bytes} bytes per metric ({state_bytes * m / 1e6:.1f} MB "
+          f"for {m:,} metrics); appending one point to each took {append_s:.2f} s")
     print(f"  reference, per series (GET + nine per-series algorithms + consensus): "
           f"{ref_s:.2f} s for {k:,} metrics, {ref_rate:,.0f} metrics/s "
           f"({ref_anomalous} anomalous)")
@@ -207,7 +232,8 @@ def main() -> int:
         "metrics_per_s": round(best.metrics_per_second),
         "stages_s": {k2: round(v, 3) for k2, v in second.stats.stages.items()},
         "redis_cpu_s": round(redis_cpu, 2),
-        "anomalies": second.anomalies, "events": len(second.decisions.anomalous),
+        "anomalies": second.candidates, "events": len(second.events),
+        "state_bytes_per_metric": state_bytes,
         "reference_metrics_per_s": round(ref_rate, 1), "speed_ratio": round(ratio),
     }
     print(json.dumps(out))

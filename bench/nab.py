@@ -1,12 +1,12 @@
-"""NAB scores and replay times of SNAB detectors on a NAB corpus (default: the nab-dev subset
-beside the repository, ../shared/nab-dev).
+"""NAB scores and replay times of SNAB variants on a NAB corpus (default: the nab-dev subset
+beside the repository, ../shared/nab-dev), replayed through the analysis pipeline.
 
-For each detector: replay time, the three profiles' scores with thresholds optimised
+For each variant (`default` is the product with the default settings): replay time, the three profiles' scores with thresholds optimised
 in-sample (NAB's way), and an out-of-sample figure: the files are split into two folds
 (alternately within each category, in name order) and each fold is scored with the thresholds
 tuned on the other; the reported figure normalises the summed raw scores of both folds.
 
-    .venv/bin/python bench/nab.py [--detector NAME ...] [--data DIR --labels FILE]
+    .venv/bin/python bench/nab.py [--variant NAME ...] [--data DIR --labels FILE]
 
 Ends with one line of JSON holding the headline figures.
 """
@@ -21,11 +21,11 @@ from pathlib import Path
 
 import numpy as np
 
-from skyline.algorithms import make_ensemble
-from skyline.analysis.replay import replay
+from skyline.analysis.crucible import crucible_config
+from skyline.settings import load_settings
 from skyline.snab.corpus import parse_rows, parse_windows
-from skyline.snab.detectors import DETECTORS, get
 from skyline.snab.scorer import PROFILES, ScoredFile, locate_windows, normalise, score_corpus
+from skyline.snab.variants import VARIANTS, get, pipeline_for, replay_variant
 
 NAB_DEV = Path(__file__).resolve().parents[1].parent / "shared" / "nab-dev"
 
@@ -59,7 +59,7 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--data", type=Path, default=NAB_DEV / "data")
     ap.add_argument("--labels", type=Path, default=NAB_DEV / "labels" / "combined_windows.json")
-    ap.add_argument("--detector", action="append", choices=list(DETECTORS),
+    ap.add_argument("--variant", action="append", choices=list(VARIANTS),
                     help="repeatable; default: default, classic-9, classic-7")
     args = ap.parse_args()
     if not args.labels.is_file():
@@ -71,14 +71,15 @@ def main() -> int:
     print(f"nab bench: {len(data)} files, {n_rows} rows, "
           f"{sum(len(w) for w in windows.values())} windows ({args.data})")
     headline: dict[str, object] = {"bench": "nab", "files": len(data), "rows": n_rows}
-    for name in args.detector or ["default", "classic-9", "classic-7"]:
-        det = get(name)
-        ensemble = make_ensemble(det.params)
+    config = crucible_config(load_settings(LOG_LEVEL="WARNING"))  # the defaults
+    for name in args.variant or ["default", "classic-9", "classic-7"]:
+        variant = get(name)
+        pipeline = pipeline_for(variant, config)
         start = time.perf_counter()
         files = []
         for key, rows in data.items():
-            result = replay(rows.seconds, rows.values, det, ensemble=ensemble)
-            files.append(ScoredFile(key, result.score,
+            scores, _ = replay_variant(variant, pipeline, key, rows.seconds, rows.values)
+            files.append(ScoredFile(key, scores,
                                     locate_windows(key, rows.micros, windows[key])))
         took = time.perf_counter() - start
         scored = score_corpus(files)

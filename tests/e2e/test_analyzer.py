@@ -21,14 +21,14 @@ from tests.e2e.skylineproc import Running, cli, env_for
 
 
 def _load(data: Path, now: float) -> None:
-    """Five metrics of normal noise and one whose last points spike, straight into the store."""
+    """Five metrics of normal noise and one whose last point spikes, straight into the store."""
     t = now - 60.0 * np.arange(200)[::-1]
     with redis_session(load_settings(DATA_DIR=data)) as h:
         for i in range(6):
             v = np.random.default_rng(i).normal(100.0, 5.0, 200)
             name = f"e2e.normal.{i}"
             if i == 5:
-                v[-3:] += 250
+                v[-1] += 250
                 name = "e2e.spiked"
             h.client.set(keys.series(name), encode(t, v))
             h.client.sadd(keys.METRIC_INDEX, name)
@@ -65,7 +65,7 @@ def test_skyline_run_analyses_everything_and_stores_each_anomaly_once(tmp_path):
         assert len(latest_runs(engine, limit=1000)) >= runs_before + 3
         time.sleep(1)
         rows = latest_anomalies(engine, limit=50)
-        runs = latest_runs(engine, limit=5)
+        runs = latest_runs(engine, limit=1000)
         engine.dispose()
         stream = _stream(data)
     finally:
@@ -78,8 +78,11 @@ def test_skyline_run_analyses_everything_and_stores_each_anomaly_once(tmp_path):
     wt, wv = stored.window_arrays()
     assert len(wt) == 200 and wv[-1] == stored.value
     assert [e.metric for e in stream] == ["e2e.spiked"]
-    assert runs[0].metrics == 6 and runs[0].analysed == 6
-    assert {"fetch", "prepare", "algorithms", "publish"} <= set(runs[0].stages)
+    # the run that met the points judged all six; the later ones found no new point
+    first = next(r for r in runs if r.analysed)
+    assert first.metrics == 6 and first.analysed == 6
+    assert all(r.analysed == 0 for r in runs if r.started > first.started)
+    assert {"fetch", "prepare", "algorithms", "steps", "publish"} <= set(first.stages)
     assert "Traceback" not in run.stderr
 
 
@@ -94,14 +97,19 @@ def test_analyze_once_prints_the_run_and_its_anomalies(tmp_path):
     assert [a["metric"] for a in out["anomalies"]] == ["e2e.spiked"]
     a = out["anomalies"][0]
     assert a["score"] > 0.7 and a["triggered"] == ["range_excess"] and a["value"] > 300
-    assert out["events"] == {"anomalous": 1, "recovered": 0, "suppressed": 0}
+    assert out["events"] == {"anomalous": 1, "vetoed": 0, "recovered": 0, "new_level": 0,
+                             "suppressed": 0}
+    assert a["band"][1] < a["value"] and a["stages"] == []
 
-    r = cli(env, "analyze", "--once", "--processes", "0")  # text; the anomaly is still open
+    # text; a new point, still high: the incident is open, no event within EXPIRATION_TIME
+    with redis_session(load_settings(DATA_DIR=data)) as h:
+        h.client.append(keys.series("e2e.spiked"), encode(np.array([time.time() + 1]),
+                                                          np.array([360.0])))
+    r = cli(env, "analyze", "--once", "--processes", "0")
     assert r.returncode == 0, r.stderr
-    assert "analysed 6 of 6 metrics" in r.stdout
-    assert "1 anomalous (0 new events, 0 recovered, 1 within EXPIRATION_TIME" in r.stdout
-    line = next(x for x in r.stdout.splitlines() if "e2e.spiked" in x)
-    assert "range_excess" in line and "score" in line
+    assert "analysed 1 of 6 metrics" in r.stdout
+    assert "0 anomalous, 0 vetoed by a stage, 0 recovered, 0 at a new level" in r.stdout
+    assert "e2e.spiked" not in r.stdout
 
     engine = make_engine(f"sqlite:///{data / 'skyline.db'}")
     assert len(latest_runs(engine)) == 2

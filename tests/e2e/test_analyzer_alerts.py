@@ -1,7 +1,8 @@
 """A real analyzer anomaly, end to end: points in through horizon's Graphite plaintext
 listener, judged by the analyzer of `skyline run`, routed by an ALERTS rule to the webhook
 channel and delivered to a local validating sink once per expiration; then normal points
-make the metric recover and the webhook gets the resolve (send_recovered, docs/alerts.md)."""
+keep the metric back inside its earlier range for analyzer.recovery_period, it recovers and
+the webhook gets the resolve (send_recovered, docs/alerts.md)."""
 
 from __future__ import annotations
 
@@ -65,7 +66,9 @@ send_recovered = true
 """)
         env = env_for(data, port, SKYLINE_CONFIG=str(cfg),
                       SKYLINE_ANALYZER_OPTIMUM_RUN_DURATION="1",
-                      SKYLINE_MIN_TOLERABLE_LENGTH="100")
+                      SKYLINE_MIN_TOLERABLE_LENGTH="100",
+                      # recovered once back inside the earlier range for 3 minutes
+                      SKYLINE_ANALYZER__RECOVERY_PERIOD="180")
         plaintext = int(env["SKYLINE_HORIZON__PLAINTEXT_PORT"])
         run = Running(env, tmp_path)
         try:
@@ -94,7 +97,8 @@ send_recovered = true
             assert alert["value"] == 1500.0 and alert["timestamp"] == spike_ts
             assert alert["triggered"] and alert["expiration"] == 3600
 
-            # normal points after the spike: the metric recovers and the webhook resolves
+            # normal points after the spike: once back for analyzer.recovery_period (3
+            # points after the first) the metric recovers and the webhook resolves
             for k in range(1, 6):
                 _send(plaintext, [f"{SPIKED} {100.0 + k:.3f} {spike_ts + k * STEP:.0f}\n"])
                 if _wait(lambda: len(sink.accepted) >= 2, 15):

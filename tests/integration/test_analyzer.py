@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 import redis
 
-from skyline.core.events import AnomalyEvent, unpack_window
+from skyline.core.events import AnomalyEvent
 from skyline.events.stream import FIELD
 from skyline.services.analyzer import Analyzer
 from skyline.settings import load_settings
@@ -49,24 +49,37 @@ def grid(end: float, n: int = 200) -> np.ndarray:
 
 @pytest.fixture
 def world(redis_client: redis.Redis) -> dict[str, object]:
-    """20 normal metrics, one spiked, one too short, one stale, one boring."""
+    """20 normal metrics, one spiked (its newest point), one too short, one stale, one
+    boring."""
     now = time.time()
     t = grid(now - 5)
     for i in range(20):
         put(redis_client, f"app.normal.{i:02d}", t, noise(i))
     spiked = noise(99)
-    spiked[-3:] += 200
+    spiked[-1] += 200
     put(redis_client, "app.spiked", t, spiked)
     put(redis_client, "app.short", t[-50:], noise(7, 50))
     put(redis_client, "app.stale", t - 3000, noise(8))
     put(redis_client, "app.boring", t, np.full(200, 3.0))
-    return {"now": now, "t": t}
+    return {"now": now, "t": t, "spiked": spiked}
 
 
 def _analyzer(client: redis.Redis, tmp_path: Path, processes: int = 0, **settings):
     s = load_settings(DATA_DIR=tmp_path / "var", **settings)
     return Analyzer(s, client, _url(client), processes=processes or None,
                     inline=processes == 0)
+
+
+def found(report) -> list[str]:
+    return [e.metric for e in report.events if e.status == "anomalous"]
+
+
+def extend(client: redis.Redis, name: str, world, values) -> None:
+    """The metric's series with `values` appended, one point a minute after its last."""
+    t0 = world["t"]
+    v0 = world["spiked"] if name == "app.spiked" else noise(5)
+    t = np.r_[t0, t0[-1] + STEP * np.arange(1, len(values) + 1)]
+    put(client, name, t, np.r_[v0, values])
 
 
 @pytest.mark.parametrize("processes", [0, 2], ids=["inline", "2-workers"])
@@ -79,10 +92,10 @@ def test_one_pass_finds_the_planted_spike(redis_client, world, tmp_path, process
     s = r.stats
     assert s.metrics == 24
     assert s.analysed == 21
-    assert [j.metric for j in r.found] == ["app.spiked"]
+    assert found(r) == ["app.spiked"]
     assert s.anomalies == 1
     assert s.exceptions == {"Boring": 1, "Stale": 1, "TooShort": 1}
-    assert {"fetch", "prepare", "algorithms", "publish"} <= set(s.stages)
+    assert {"fetch", "prepare", "algorithms", "steps", "publish"} <= set(s.stages)
     assert s.duration > 0 and s.instance
 
     (ev,) = events(redis_client)
@@ -95,46 +108,68 @@ def test_one_pass_finds_the_planted_spike(redis_client, world, tmp_path, process
     assert all(x.text for x in ev.results)
     wt, wv = ev.window_arrays()
     assert len(wt) == 200 and wv[-1] == pytest.approx(ev.value)
+    # the range the window kept before the spike is the incident's band
+    assert ev.band_low is not None and ev.band_high is not None
+    assert ev.band_high < ev.value and ev.since == ev.timestamp
+    # every metric with points now has its analysis state, next to it
+    assert redis_client.exists(keys.analysis_state("app.spiked"))
+    assert redis_client.exists(keys.analysis_state("app.normal.00"))
 
 
-def test_expiry_and_recovery_across_runs(redis_client, world, tmp_path):
+def test_incident_expiry_catch_up_and_recovery_across_runs(redis_client, world, tmp_path):
     a = _analyzer(redis_client, tmp_path, EXPIRATION_TIME=3600)
     try:
-        first = a.run_once()
-        again = a.run_once()  # the same data: no second event
-        assert len(first.decisions.anomalous) == 1
-        assert (len(again.decisions.events), again.decisions.suppressed) == (0, 1)
-        assert redis_client.hexists(keys.ANALYZER_INCIDENTS, "app.spiked")
+        assert found(a.run_once()) == ["app.spiked"]
+        again = a.run_once()  # no new point: nothing judged again, no event
+        assert again.events == [] and again.stats.analysed == 0
 
-        # still anomalous a minute later: within EXPIRATION_TIME, no event
-        t = grid(float(world["now"]) + 55, 201)  # type: ignore[arg-type]
-        v = np.append(noise(99), 400.0)
-        v[-4:] += 200
-        put(redis_client, "app.spiked", t, v)
-        assert a.run_once().decisions.suppressed == 1
-
-        # back to normal: one recovered event, and the incident is closed
-        put(redis_client, "app.spiked", t, noise(5, 201))
+        # still broken two minutes later: inside EXPIRATION_TIME, no event
+        extend(redis_client, "app.spiked", world, [400.0, 390.0])
         r = a.run_once()
-        assert [(e.metric, e.status) for e in r.decisions.events] == \
-            [("app.spiked", "recovered")]
-        assert not redis_client.hexists(keys.ANALYZER_INCIDENTS, "app.spiked")
-        assert a.run_once().decisions.events == []
+        assert r.events == []
+
+        # back to normal, but only for 5 minutes: not recovered yet
+        extend(redis_client, "app.spiked", world, [400.0, 390.0, *noise(5, 5)])
+        assert a.run_once().events == []
+        # ten minutes back inside the range it kept before (analyzer.recovery_period 600 s):
+        # one recovered event; every new point was judged, oldest first
+        extend(redis_client, "app.spiked", world, [400.0, 390.0, *noise(5, 12)])
+        r = a.run_once()
+        assert [(e.metric, e.status) for e in r.events] == [("app.spiked", "recovered")]
+        rec = r.events[0]
+        assert rec.timestamp == pytest.approx(float(world["t"][-1]) + 13 * STEP)
+        assert a.run_once().events == []
     finally:
         a.close()
     statuses = [(e.metric, e.status) for e in events(redis_client)]
     assert statuses == [("app.spiked", "anomalous"), ("app.spiked", "recovered")]
 
 
+def test_an_outage_that_persists_is_re_alerted_not_recovered(redis_client, world, tmp_path):
+    a = _analyzer(redis_client, tmp_path, EXPIRATION_TIME=600)
+    try:
+        a.run_once()
+        # 30 minutes at 0: the window detector gets used to it, the incident does not
+        extend(redis_client, "app.spiked", world, [0.0] * 30)
+        r = a.run_once()
+    finally:
+        a.close()
+    assert [e.status for e in r.events] == ["anomalous"] * 3  # every EXPIRATION_TIME
+    assert all(e.since == pytest.approx(float(world["t"][-1])) for e in r.events)
+    assert "still anomalous" in r.events[0].results[0].text
+
+
 def test_open_incidents_survive_a_restart(redis_client, world, tmp_path):
     a = _analyzer(redis_client, tmp_path)
     a.run_once()
     a.close()
+    extend(redis_client, "app.spiked", world, [400.0])
     b = _analyzer(redis_client, tmp_path)  # a new analyzer, as after a restart
     try:
-        assert b.run_once().decisions.suppressed == 1
+        r = b.run_once()
     finally:
         b.close()
+    assert r.events == []  # still the same open incident, inside EXPIRATION_TIME
     assert len(events(redis_client)) == 1
 
 
@@ -142,21 +177,17 @@ def test_an_expired_incident_emits_again(redis_client, world, tmp_path):
     a = _analyzer(redis_client, tmp_path, EXPIRATION_TIME=0)
     try:
         a.run_once()
-        t = grid(float(world["now"]) + 55, 201)  # type: ignore[arg-type]
-        v = np.append(noise(99), 100.0)
-        v[-3:] += 200  # a breakout within the score detector's tail of 3 new points
-        put(redis_client, "app.spiked", t, v)
+        extend(redis_client, "app.spiked", world, [400.0])
         r = a.run_once()
     finally:
         a.close()
-    assert [e.metric for e in r.decisions.anomalous] == ["app.spiked"]
+    assert found(r) == ["app.spiked"]
     assert len(events(redis_client)) == 2
 
 
-def test_skip_list_deleted_series_and_incidents_of_vanished_metrics(redis_client, world,
-                                                                    tmp_path):
+def test_skip_list_deleted_series_and_unreadable_states(redis_client, world, tmp_path):
     redis_client.sadd(keys.METRIC_INDEX, "app.ghost")  # trimmed away meanwhile
-    redis_client.hset(keys.ANALYZER_INCIDENTS, "gone.metric", '{"since":1,"last_event":1}')
+    redis_client.set(keys.analysis_state("app.spiked"), b"not a state record")
     a = _analyzer(redis_client, tmp_path, SKIP_LIST=["app.normal.0*"])
     try:
         r = a.run_once()
@@ -165,14 +196,15 @@ def test_skip_list_deleted_series_and_incidents_of_vanished_metrics(redis_client
     assert r.stats.metrics == 24 - 10 + 1
     assert r.stats.exceptions["DeletedByRoomba"] == 1
     assert "EmptyTimeseries" not in r.stats.exceptions
-    assert not redis_client.hexists(keys.ANALYZER_INCIDENTS, "gone.metric")
+    assert found(r) == ["app.spiked"]  # the garbage state was rebuilt, not misread
+    assert not redis_client.exists(keys.analysis_state("app.ghost"))
 
 
 def test_counters_named_in_monotonic_namespaces_are_analysed_as_derivatives(redis_client,
                                                                             tmp_path):
     t = grid(time.time() - 5)
     rate = np.random.default_rng(3).poisson(20, 200).astype(float)
-    rate[-3:] = 400  # the rate spikes; the counter itself just climbs a bit faster
+    rate[-1] = 400  # the rate spikes; the counter itself just climbs a bit faster
     put(redis_client, "app.requests.count", t, np.cumsum(rate))
     a = _analyzer(redis_client, tmp_path, MONOTONIC_METRIC_NAMESPACES=["**.count"],
                   analyzer={"detect_counters": False})
@@ -180,10 +212,10 @@ def test_counters_named_in_monotonic_namespaces_are_analysed_as_derivatives(redi
         r = a.run_once()
     finally:
         a.close()
-    (j,) = r.found
-    assert j.value == pytest.approx(np.cumsum(rate)[-1])  # the raw point
-    _, seen = unpack_window(j.packed_window)
-    assert seen[-1] == pytest.approx(400.0)  # what the algorithms saw
+    (e,) = r.events
+    assert e.value == pytest.approx(400.0)  # the rate the detector judged, not the counter
+    _, seen = e.window_arrays()
+    assert seen[-1] == pytest.approx(400.0)
 
 
 HANG = """
@@ -211,9 +243,9 @@ def test_a_hung_custom_algorithm_never_delays_the_run_past_its_limit(redis_clien
     ex = r.stats.exceptions
     assert ex["CustomAlgorithmTimeout"] == 2  # once per worker, then skipped
     assert ex["CustomAlgorithmSkipped"] == 21 - 2
-    assert [j.metric for j in r.found] == ["app.spiked"]  # the ensemble still decided
-    (j,) = r.found
-    assert j.results[-1].algorithm == "hang" and j.results[-1].verdict is None
+    assert found(r) == ["app.spiked"]  # the detector still decided
+    (e,) = r.events
+    assert e.results[-1].algorithm == "hang" and e.results[-1].verdict is None
 
 
 def test_consensus_detector_stays_available(redis_client, world, tmp_path):
@@ -223,7 +255,34 @@ def test_consensus_detector_stays_available(redis_client, world, tmp_path):
         r = a.run_once()
     finally:
         a.close()
-    assert [j.metric for j in r.found] == ["app.spiked"]
+    assert found(r) == ["app.spiked"]
     (ev,) = events(redis_client)
     assert len(ev.triggered) >= 6 and 0.5 < ev.score <= 1
     assert [x.algorithm for x in ev.results][:2] == ["histogram_bins", "first_hour_average"]
+
+
+def test_scores_are_kept_as_a_series_beside_the_metric(redis_client, world, tmp_path):
+    from skyline.store.hotstore import HotStore
+    from skyline.store.roomba import Roomba
+    from skyline.store.scores import read_scores
+
+    a = _analyzer(redis_client, tmp_path)
+    try:
+        (ev,) = a.run_once().events
+        extend(redis_client, "app.spiked", world, [101.0, 99.0])
+        a.run_once()
+    finally:
+        a.close()
+    spiked, normal = read_scores(redis_client, ["app.spiked", "app.normal.00"])
+    # one score per judged point: the spike's, then the two new points'
+    assert spiked.timestamps.tolist() == [ev.timestamp, ev.timestamp + STEP,
+                                          ev.timestamp + 2 * STEP]
+    assert spiked.values[0] == pytest.approx(ev.score) and spiked.values[1] < 0.5
+    assert len(normal.timestamps) == 1 and 0 <= normal.values[0] < 0.7
+    # the roomba keeps them to the window; deleting the metric deletes them and its state
+    Roomba(redis_client, retention=60.0).trim_names(["app.spiked"], ev.timestamp + 90)
+    (trimmed,) = read_scores(redis_client, ["app.spiked"])
+    assert trimmed.timestamps.tolist() == [ev.timestamp + STEP, ev.timestamp + 2 * STEP]
+    HotStore(redis_client).delete(["app.spiked"])
+    assert not redis_client.exists(keys.scores("app.spiked"),
+                                   keys.analysis_state("app.spiked"))

@@ -71,7 +71,8 @@ def test_anomalies_list_keeps_its_shape_and_pages_both_ways(web):
     assert set(first) == {"items", "next", "prev"} and first["prev"] is None
     item = first["items"][0]
     assert set(item) == {"id", "metric", "timestamp", "value", "score", "source", "status",
-                         "triggered", "results", "created"}
+                         "triggered", "results", "stages", "band_low", "band_high", "since",
+                         "created"}
     assert item["id"] == made[0].id and item["results"][2] == {
         "algorithm": "ks_test", "verdict": None, "statistic": None, "limit": None,
         "text": "abstained: too few points"}
@@ -104,7 +105,7 @@ def test_anomalies_bad_parameters_and_unknown_ids(web):
         (("pattern", "re:("),): "pattern: invalid regular expression",
         (("limit", "0"),): "limit",
         (("limit", "lots"),): "limit",
-        (("status", "sleepy"),): "status must be anomalous or recovered",
+        (("status", "sleepy"),): "status must be one of anomalous, recovered, vetoed",
         (("min_score", "nan"),): "min_score",
         (("before", e.id), ("after", e.id)): "give before or after, not both",
         (("from", "-1h"), ("until", "-2h")): "from is after until",

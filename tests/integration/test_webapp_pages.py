@@ -288,8 +288,8 @@ def test_crucible_upload(web):
     assert r.status_code == 200, r.text[:500]
     page = r.text
     results = page[page.index('id="results"'):]
-    for algorithm in ctx.settings.ALGORITHMS:
-        assert f"<td>{algorithm}</td>" in results
+    # the analyzer's own judgement: its default detector, range_excess
+    assert "<td>range_excess</td>" in results and "Detector score:" in page
     assert 'id="verdict">ANOMALOUS<' in page
     chart = _chart(page, "crucible-chart")
     assert len(chart["t"]) == 300 and chart["marks"][0]["v"] == 500.0
@@ -297,6 +297,13 @@ def test_crucible_upload(web):
                            data={"replay": "1"}, headers=HTML)
     assert replayed.status_code == 200 and 'id="replay"' in replayed.text
     assert "ALERT" in replayed.text
+    # naming algorithms asks for their vote instead
+    voted = client.post("/crucible", files={"file": ("spike.csv", CSV, "text/csv")},
+                        data={"algorithms": ",".join(ctx.settings.ALGORITHMS)}, headers=HTML)
+    results = voted.text[voted.text.index('id="results"'):]
+    for algorithm in ctx.settings.ALGORITHMS:
+        assert f"<td>{algorithm}</td>" in results
+    assert "Consensus:" in voted.text
 
 
 def test_crucible_rejects_bad_input(web):

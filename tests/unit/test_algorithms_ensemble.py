@@ -281,7 +281,7 @@ def test_custom_algorithms_join_the_vote_through_analyse():
     series[2][1][-1] = 99.0
     registry = {**discover([]), "last_above": lambda **kw: SeriesAlgorithm(
         name="last_above", fn=native_last_above, params=kw)}
-    params = AnalysisParams(algorithms=("last_above",), consensus=1, min_tolerable_length=10)
+    params = AnalysisParams(algorithms=("last_above",), consensus=1, min_tolerable_length=10, detector="consensus")
     res = analyse(series, params, registry=registry)
     assert list(res.anomalous) == [False, False, True, False]
     assert res.triggered(2) == ("last_above",)

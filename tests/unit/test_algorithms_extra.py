@@ -86,7 +86,7 @@ def test_an_optional_algorithm_joins_the_vote_through_analyse():
     series = [(t, normal_day(rng, 0)) for _ in range(3)]
     series[1] = (t, planted_day(rng, "spike", series[1][1]))
     params = AnalysisParams(algorithms=(*DEFAULT_ALGORITHMS, "abs_stddev_from_median",
-                                        "spectral_residual"), consensus=7)
+                                        "spectral_residual"), consensus=7, detector="consensus")
     res = analyse(series, params, now=t[-1] + 30)
     assert list(res.anomalous) == [False, True, False]
     assert {"abs_stddev_from_median", "spectral_residual"} <= set(res.triggered(1))

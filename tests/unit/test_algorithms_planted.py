@@ -25,7 +25,7 @@ def _detected(anomaly: str | None, seed: int, early_stop: bool = True) -> int:
     for j in range(PER_CLASS):
         base = normal_day(rng, j % 3)
         series.append((t, base if anomaly is None else planted_day(rng, anomaly, base)))
-    res = analyse(series, AnalysisParams(consensus=6, early_stop=early_stop), now=t[-1] + 30)
+    res = analyse(series, AnalysisParams(consensus=6, early_stop=early_stop, detector="consensus"), now=t[-1] + 30)
     assert (res.status == 0).all()
     return int(res.anomalous.sum())
 

@@ -129,7 +129,7 @@ def _series(n: int):
 
 
 def test_judge_counts_and_explains_a_hung_custom_algorithm(specs):
-    params = AnalysisParams(consensus=6)
+    params = AnalysisParams(consensus=6, detector="consensus")
     spec = CustomSpec(name="c_sleep", namespaces=("app.**",), source=specs["c_sleep"].source,
                       max_time=0.5)
     names = ["app.a", "app.b", "other.c"]
@@ -151,14 +151,14 @@ def test_consensus_one_fires_alone_and_a_vote_joins_the_ensemble(specs):
                        params={"limit": 0}, alone=True)
     series = _series(2)
     with Isolation([alone]) as box:
-        v = Judge(AnalysisParams(consensus=6), [alone], isolation=box).judge_series(
+        v = Judge(AnalysisParams(consensus=6, detector="consensus"), [alone], isolation=box).judge_series(
             ["app.a", "other.b"], series, now=None)
     assert v.anomalous.tolist() == [True, False]  # normal data: only the custom one fired
     assert v.judgement(0).triggered == ("spiky",)
     voter = CustomSpec(name="spiky", namespaces=("app.**",), source=specs["spiky"].source,
                        params={"limit": 0})
     with Isolation([voter]) as box:
-        v = Judge(AnalysisParams(consensus=6), [voter], isolation=box).judge_series(
+        v = Judge(AnalysisParams(consensus=6, detector="consensus"), [voter], isolation=box).judge_series(
             ["app.a"], series[:1], now=None)
     assert not v.anomalous[0]  # one vote of ten is not CONSENSUS 6
     assert v.judgement(0).results[-1].verdict is True
@@ -171,13 +171,13 @@ def test_a_veto_clears_an_anomaly_and_no_3sigma_skips_the_ensemble(specs):
     veto = CustomSpec(name="spiky", namespaces=("**",), source=specs["spiky"].source,
                       params={"limit": 1e9}, veto=True)  # says "not anomalous"
     with Isolation([veto]) as box:
-        out = Judge(AnalysisParams(consensus=6), [veto], isolation=box).judge_series(
+        out = Judge(AnalysisParams(consensus=6, detector="consensus"), [veto], isolation=box).judge_series(
             ["x"], [(t, v)], now=None)
     assert out.analysis.anomalous[0] and not out.anomalous[0]
     only = CustomSpec(name="spiky", namespaces=("**",), source=specs["spiky"].source,
                       params={"limit": 1e9}, run_3sigma=False)
     with Isolation([only]) as box:
-        out = Judge(AnalysisParams(consensus=6), [only], isolation=box).judge_series(
+        out = Judge(AnalysisParams(consensus=6, detector="consensus"), [only], isolation=box).judge_series(
             ["x"], [(t, v)], now=None)
     assert not out.anomalous[0]
     assert [r.algorithm for r in out.judgement(0).results] == ["spiky"]

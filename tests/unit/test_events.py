@@ -34,7 +34,7 @@ def test_json_round_trip_keeps_everything():
     t, v = back.window_arrays()
     np.testing.assert_array_equal(t, np.arange(0.0, 600.0, 60.0))
     np.testing.assert_array_equal(v, np.sin(t))
-    assert json.loads(e.to_json())["v"] == 1
+    assert json.loads(e.to_json())["v"] == 2
 
 
 def test_window_is_compressed():

@@ -95,3 +95,26 @@ def test_the_check_catches_an_upward_import(tmp_path):
     bad.write_text("from skyline.cli.main import cli\n")
     assert _layer("skyline.core.bad") < _layer(_imports(bad)[0])
 
+
+
+# independence rules within the shared-logic layer (design.md, "Algorithms": pure)
+ONLY = {"skyline.algorithms": {"skyline.algorithms", "skyline.core"}}
+
+
+def test_algorithms_are_pure_and_import_only_core():
+    problems = []
+    for module, path in _modules():
+        allowed = ONLY.get(_package(module))
+        if allowed is None:
+            continue
+        for imported in _imports(path):
+            if _package(imported) not in allowed:
+                problems.append(f"{module} imports {imported}")
+    assert not problems, "\n".join(problems)
+
+
+def test_the_analysis_package_never_imports_a_service():
+    problems = [f"{module} imports {imported}" for module, path in _modules()
+                if _package(module) == "skyline.analysis"
+                for imported in _imports(path) if _package(imported) == "skyline.services"]
+    assert not problems, "\n".join(problems)

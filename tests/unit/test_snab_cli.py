@@ -47,11 +47,11 @@ def _run(*args: str | Path) -> tuple[int, str, str]:
 def test_replay_writes_nab_results_and_scores_them(corpus, tmp_path):
     data, labels = corpus
     out = tmp_path / "results"
-    code, stdout, stderr = _run("bench", "nab", data, "--labels", labels, "--detector",
-                                "classic-9", "--detector", "default", "--out", out, "--json")
+    code, stdout, stderr = _run("bench", "nab", data, "--labels", labels, "--variant",
+                                "classic-9", "--variant", "default", "--out", out, "--json")
     assert code == 0, stderr
     report = json.loads(stdout)
-    assert set(report["detectors"]) == {"classic-9", "default"}
+    assert set(report["variants"]) == {"classic-9", "default"}
 
     # NAB layout, one row per data row, data rows echoed verbatim
     written = (out / "classic-9" / "synth" / "classic-9_a.csv").read_text().splitlines()
@@ -62,21 +62,21 @@ def test_replay_writes_nab_results_and_scores_them(corpus, tmp_path):
     scores = np.array([float(w.rsplit(",", 1)[1]) for w in written[1:]])
     assert scores[300] > np.median(scores)  # the spike is seen as it arrives
 
-    c9 = report["detectors"]["classic-9"]
+    c9 = report["variants"]["classic-9"]
     assert (c9["files"], c9["windows"]) == (2, 1)
     standard = c9["profiles"]["standard"]
     assert standard["tp"] == 1 and standard["score"] > 50
-    # the default detector's 100-point minimum: the first 99 rows of each file are TooShort
-    assert report["detectors"]["default"]["abstained"]["synth/b.csv"] == {"TooShort": 99}
-    assert report["detectors"]["default"]["rows"] == 550
+    # the default variant's 100-point minimum: the first 99 rows of each file are TooShort
+    assert report["variants"]["default"]["abstained"]["synth/b.csv"] == {"TooShort": 99}
+    assert report["variants"]["default"]["rows"] == 550
 
     # scoring the written results again gives the same figures
     code, stdout, stderr = _run("bench", "nab", "--score-only", out, "--labels", labels,
                                 "--json")
     assert code == 0, stderr
-    again = json.loads(stdout)["detectors"]
+    again = json.loads(stdout)["variants"]
     for name in ("classic-9", "default"):
-        assert again[name]["profiles"] == report["detectors"][name]["profiles"]
+        assert again[name]["profiles"] == report["variants"][name]["profiles"]
 
     # the in-sample thresholds, applied as given thresholds, reproduce the same scores
     tuned = tmp_path / "tuned.json"
@@ -86,12 +86,12 @@ def test_replay_writes_nab_results_and_scores_them(corpus, tmp_path):
     assert code == 0, stderr
     given = json.loads(stdout)
     assert given["thresholds"] == "given"
-    assert given["detectors"]["classic-9"]["profiles"] == c9["profiles"]
+    assert given["variants"]["classic-9"]["profiles"] == c9["profiles"]
 
 
 def test_human_output_has_a_table_per_profile(corpus, tmp_path):
     data, labels = corpus
-    code, stdout, stderr = _run("bench", "nab", data, "--labels", labels, "--detector",
+    code, stdout, stderr = _run("bench", "nab", data, "--labels", labels, "--variant",
                                 "default", "--out", tmp_path / "r")
     assert code == 0, stderr
     for profile in ("standard", "reward_low_FP_rate", "reward_low_FN_rate"):
@@ -110,7 +110,7 @@ def test_a_data_file_without_labels_is_refused(corpus, tmp_path):
 def test_missing_results_are_refused_rather_than_scored(corpus, tmp_path):
     data, labels = corpus
     out = tmp_path / "r"
-    assert _run("bench", "nab", data, "--labels", labels, "--detector", "classic-9",
+    assert _run("bench", "nab", data, "--labels", labels, "--variant", "classic-9",
                 "--out", out)[0] == 0
     (out / "classic-9" / "synth" / "classic-9_b.csv").unlink()
     code, _, stderr = _run("bench", "nab", "--score-only", out, "--labels", labels)

@@ -1,5 +1,7 @@
-"""NAB replay: batched over windows, it must judge every row exactly as the analyzer would
-judge that row's history on its own (analyse() on the prefix, now = the row's timestamp)."""
+"""Replay (skyline.analysis.replay, through skyline.snab.variants): row by row it must judge
+every row with a new point exactly as the analyzer judges that row's history on its own
+(analyse() on the prefix, now = the row's timestamp); a row without a new point (a repeated
+timestamp, a clock that stepped back) is not judged again, as the analyzer's cursor skips it."""
 
 from __future__ import annotations
 
@@ -19,25 +21,30 @@ from skyline.algorithms import (
     make_ensemble,
     prepare,
 )
+from skyline.analysis.config import from_settings
 from skyline.analysis.params import analysis_params
-from skyline.analysis.replay import replay, window_starts
+from skyline.analysis.replay import window_starts
 from skyline.settings import Settings
-from skyline.snab.detectors import (
+from skyline.snab.variants import (
     ANALYZER_SCORE,
     CLASSIC_7,
     CLASSIC_9,
     DEFAULT,
-    DETECTORS,
     INTENSITY,
     MEAN_VOTE,
+    VARIANTS,
     VERDICT,
     VOTE_SHARE,
-    Detector,
+    Variant,
     _range_max,
     get,
     hold_back,
     likelihood,
+    pipeline_for,
+    replay_variant,
 )
+
+CONFIG = from_settings(Settings())
 
 
 def _series(n: int = 260, seed: int = 3) -> tuple[np.ndarray, np.ndarray]:
@@ -53,6 +60,15 @@ def _series(n: int = 260, seed: int = 3) -> tuple[np.ndarray, np.ndarray]:
     return t, v
 
 
+def _run(variant: Variant, t, v, **kw):
+    return replay_variant(variant, pipeline_for(variant, CONFIG), "m", t, v, **kw)
+
+
+def _new_rows(t: np.ndarray) -> np.ndarray:
+    """Rows that bring a point after every earlier one (the others are skipped)."""
+    return t > np.r_[-np.inf, np.maximum.accumulate(t)[:-1]]
+
+
 SMALL = AnalysisParams(full_duration=3 * 3600, min_tolerable_length=30,
                        max_tolerable_boredom=12, detector="consensus")
 
@@ -60,63 +76,72 @@ SMALL = AnalysisParams(full_duration=3 * 3600, min_tolerable_length=30,
 @pytest.mark.parametrize("score", [VOTE_SHARE, VERDICT, MEAN_VOTE], ids=lambda s: s.name)
 def test_replay_equals_the_analyzer_row_by_row(score):
     t, v = _series()
-    det = Detector("t", "test", SMALL, score)
-    got = replay(t, v, det, chunk_points=2000)
+    scores, got = _run(Variant("t", "test", SMALL, score), t, v, chunk_points=2000)
     assert len(got) == len(t)
     ensemble = make_ensemble(SMALL)
+    new = _new_rows(t)
     for i in range(len(t)):
         ref = analyse([(t[:i + 1], v[:i + 1])], SMALL, now=float(t[i]), ensemble=ensemble)
         assert got.status[i] == ref.status[0], i
-        assert got.votes[i] == ref.votes[0], i
-        assert got.opinions[i] == ref.opinions[0], i
-        if ref.status[0] != Status.OK:
-            assert got.score[i] == 0.0
-        elif score is VOTE_SHARE:
-            assert got.score[i] == ref.score[0], i
+        if not new[i] or ref.status[0] != Status.OK:
+            assert scores[i] == 0.0 and not got.judged[i], i
+            continue
+        votes = int((got.verdicts[i] == 1).sum())
+        assert votes == ref.votes[0], i
+        assert int((got.verdicts[i] >= 0).sum()) == ref.opinions[0], i
+        if score is VOTE_SHARE:
+            assert scores[i] == ref.score[0], i
         elif score is VERDICT:
-            assert got.score[i] == float(ref.anomalous[0]), i
+            assert scores[i] == float(ref.anomalous[0]), i
         else:
-            assert got.score[i] == ref.votes[0] / len(SMALL.algorithms), i
+            assert scores[i] == ref.votes[0] / len(SMALL.algorithms), i
     # the test data exercises the interesting paths
     assert {Status.OK, Status.TOO_SHORT, Status.BORING} <= set(got.status.tolist())
-    assert got.votes.max() >= SMALL.consensus
+    assert (got.verdicts == 1).sum(axis=1).max() >= SMALL.consensus
+    assert (~new).sum() == 1 + 10  # the repeat, and ten rows behind the clock
 
 
-@pytest.mark.parametrize("tail", [1, 3])
-def test_score_detector_replay_equals_the_analyzer_row_by_row(tail):
+def test_score_detector_replay_equals_the_analyzer_row_by_row():
     t, v = _series()
-    params = dataclasses.replace(SMALL, detector="score", score_tail=tail)
-    got = replay(t, v, Detector("t", "test", params, ANALYZER_SCORE), chunk_points=2000)
+    params = dataclasses.replace(SMALL, detector="score")
+    scores, got = _run(Variant("t", "test", params, ANALYZER_SCORE), t, v, chunk_points=2000)
     ensemble = make_ensemble(params)
+    new = _new_rows(t)
     flagged = 0
     for i in range(len(t)):
         ref = analyse([(t[:i + 1], v[:i + 1])], params, now=float(t[i]), ensemble=ensemble)
         assert got.status[i] == ref.status[0], i
-        expected = ref.score[0] if ref.status[0] == Status.OK else 0.0
-        assert got.score[i] == expected, i
-        assert bool(ref.anomalous[0]) == (expected >= params.score_threshold), i
-        flagged += bool(ref.anomalous[0])
+        expected = ref.score[0] if ref.status[0] == Status.OK and new[i] else 0.0
+        assert scores[i] == pytest.approx(expected, abs=1e-12), i
+        assert bool(got.fired[i]) == (new[i] and bool(ref.anomalous[0])), i
+        flagged += bool(got.fired[i])
     assert flagged >= 2  # the planted spikes
 
 
 def test_chunking_does_not_change_the_outcome():
     t, v = _series()
-    whole = replay(t, v, CLASSIC_9)
-    tiny = replay(t, v, CLASSIC_9, chunk_points=50)
-    for field in ("score", "status", "votes", "opinions", "verdicts"):
+    a_scores, whole = _run(CLASSIC_9, t, v)
+    b_scores, tiny = _run(CLASSIC_9, t, v, chunk_points=50)
+    assert np.array_equal(a_scores, b_scores)
+    for field in ("score", "status", "verdicts", "emit", "judged"):
         assert np.array_equal(getattr(whole, field), getattr(tiny, field)), field
 
 
 def test_expanding_history_sees_every_row_so_far_with_the_anchor():
     t, v = _series()
-    got = replay(t, v, CLASSIC_7, chunk_points=3000)
-    ensemble = make_ensemble(CLASSIC_7.params)
+    scores, got = _run(CLASSIC_7, t, v, chunk_points=3000)
+    params = CLASSIC_7.params
+    assert params is not None
+    ensemble = make_ensemble(params)
     assert CLASSIC_7.history is None and CLASSIC_7.anchor is not None
+    new = _new_rows(t)
     for i in range(0, len(t), 7):
+        if not new[i]:
+            continue
         batch = Batch.from_series([(t[:i + 1], v[:i + 1])], full_duration=CLASSIC_7.anchor)
         ref = ensemble.run(batch)
         assert np.array_equal(got.verdicts[i], ref.verdicts[0]), i
-        assert got.score[i] == ref.votes[0] / 7
+        assert scores[i] == ref.votes[0] / 7
     assert not got.abstained()  # NAB's port had no TooShort/Boring/Stale
 
 
@@ -128,7 +153,8 @@ def test_first_hour_baseline_includes_the_point_exactly_a_day_back():
     v = np.full(n, 5.0)
     v[::2] = 6.0
     v[-1] = 40.0
-    got = replay(t, v, CLASSIC_7)
+    _, got = _run(CLASSIC_7, t, v)
+    assert CLASSIC_7.params is not None
     fha = CLASSIC_7.params.algorithms.index("first_hour_average")
     assert got.verdicts[-1, fha] == 1
     assert got.verdicts[47, fha] == ABSTAIN  # less than a day of history
@@ -136,11 +162,11 @@ def test_first_hour_baseline_includes_the_point_exactly_a_day_back():
 
 def test_abstentions_are_counted_and_score_zero():
     t, v = _series()
-    got = replay(t, v, Detector("t", "test", SMALL, VOTE_SHARE))
+    scores, got = _run(Variant("t", "test", SMALL, VOTE_SHARE), t, v)
     counts = got.abstained()
     assert counts["TooShort"] == SMALL.min_tolerable_length - 1
     assert counts["Boring"] == int(np.sum(got.status == Status.BORING)) > 0
-    assert np.all(got.score[got.status != Status.OK] == 0.0)
+    assert np.all(scores[got.status != Status.OK] == 0.0)
 
 
 def test_window_starts_follow_the_history():
@@ -150,20 +176,29 @@ def test_window_starts_follow_the_history():
     assert window_starts(t, 130.0).tolist() == [0, 0, 0, 1, 2, 2, 3]
 
 
-def test_the_default_detector_is_the_analyzers_default():
-    # the analyzer's defaults, each point judged once as it arrives
-    analyzer = analysis_params(Settings())  # what the live analyzer runs with
-    assert DEFAULT.params == dataclasses.replace(analyzer, score_tail=1)
-    assert DEFAULT.params.detector == "score"
-    assert DEFAULT.history == 86400.0
+def test_the_default_variant_is_the_product():
+    # the settings in force, their pipeline, its detections
+    pipeline = pipeline_for(DEFAULT, CONFIG)
+    assert pipeline.params == analysis_params(Settings())
+    assert DEFAULT.params is None and DEFAULT.score is None
     assert CLASSIC_9.history == 86400.0
+    assert CLASSIC_9.params is not None and CLASSIC_7.params is not None
     assert set(CLASSIC_9.params.algorithms) == set(BUILTINS)  # Etsy's nine
     assert math.isinf(CLASSIC_7.params.full_duration)
     assert set(CLASSIC_7.params.algorithms) == set(BUILTINS) - {
         "grubbs", "ks_test"}
-    assert set(DETECTORS) >= {"default", "classic-7", "classic-9"}
-    with pytest.raises(Exception, match="unknown detector"):
+    assert set(VARIANTS) >= {"default", "classic-7", "classic-9"}
+    with pytest.raises(Exception, match="unknown variant"):
         get("nope")
+
+
+def test_the_default_variant_scores_what_alerted():
+    t, v = _series()
+    scores, got = _run(DEFAULT, t, v)
+    alerted = np.flatnonzero(scores > 0)
+    assert len(alerted) >= 1
+    assert np.array_equal(alerted, np.flatnonzero(got.alerted))
+    assert all(e.status in ("anomalous", "recovered", "new_level") for e in got.events)
 
 
 # --- causal post-processing and continuous scores (exploration detectors) ----------------------
@@ -209,19 +244,20 @@ def test_likelihood_rises_when_recent_scores_rise():
 
 def test_intensity_rule_is_the_ensembles_intensity():
     t, v = _series()
-    det = Detector("t", "test", dataclasses.replace(SMALL, early_stop=False), INTENSITY)
-    got = replay(t, v, det)
+    det = Variant("t", "test", dataclasses.replace(SMALL, early_stop=False), INTENSITY)
+    scores, _ = _run(det, t, v)
+    assert det.params is not None
     ensemble = make_ensemble(det.params)
     for i in (100, 121, 200, 259):
         prepared = prepare([(t[:i + 1], v[:i + 1])], det.params)
         ref = ensemble.run(prepared.batches[0])
-        assert got.score[i] == pytest.approx(float(ref.intensity[0]), rel=1e-12)
+        assert scores[i] == pytest.approx(float(ref.intensity[0]), rel=1e-12)
 
 
-def test_replay_applies_the_detectors_post_processing():
+def test_replay_applies_the_variants_post_processing():
     t, v = _series()
-    plain = Detector("t", "test", dataclasses.replace(SMALL, consensus=3), VERDICT)
+    plain = Variant("t", "test", dataclasses.replace(SMALL, consensus=3), VERDICT)
     held = dataclasses.replace(plain, post=hold_back(3600.0))
-    a, b = replay(t, v, plain), replay(t, v, held)
-    assert np.array_equal(b.score, hold_back(3600.0)(t, a.score))
-    assert 0 < b.score.sum() < a.score.sum()  # repeats within the hour are dropped
+    (a, _), (b, _) = _run(plain, t, v), _run(held, t, v)
+    assert np.array_equal(b, hold_back(3600.0)(t, a))
+    assert 0 < b.sum() < a.sum()  # repeats within the hour are dropped

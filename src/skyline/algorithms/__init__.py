@@ -2,7 +2,7 @@
 many metrics at once. Pure: no settings, no I/O, no wall clock (time comes in as data).
 
     from skyline.algorithms import AnalysisParams, analyse
-    result = analyse([(timestamps, values), ...], AnalysisParams(consensus=6), now=now)
+    result = analyse([(timestamps, values), ...], AnalysisParams(consensus=6, detector="consensus"), now=now)
     result.status[i], result.anomalous[i], result.score[i], result.explain(i)
 
 Lower level: prepare() -> batches, Ensemble(build(names)).run(batch), each algorithm's

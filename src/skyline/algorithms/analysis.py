@@ -73,7 +73,9 @@ def make_ensemble(params: AnalysisParams,
     """The ensemble params describe: for the "score" detector range_excess alone (consensus 1,
     its anomaly score is the score); for "consensus" ALGORITHMS and CONSENSUS."""
     if params.detector == "score":
-        scorer = RangeExcess(threshold=params.score_threshold, tail=params.score_tail)
+        # the newest point alone: the pipeline judges each new point as the newest of its
+        # own window (RangeExcess.run_columns for the older ones of a run)
+        scorer = RangeExcess(threshold=params.score_threshold, tail=1)
         return Ensemble((scorer,), consensus=1,
                         chunk_rows=params.chunk_rows, score_column=0)
     algorithms = build(params.algorithms, registry=registry, params=params.algorithm_params)

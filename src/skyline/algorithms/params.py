@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from enum import IntEnum
 from typing import Any
 
-from skyline.algorithms.range_excess import DEFAULT_TAIL, DEFAULT_THRESHOLD
+from skyline.algorithms.range_excess import DEFAULT_THRESHOLD
 from skyline.algorithms.registry import DEFAULT_ALGORITHMS
 from skyline.core.errors import InvalidInput
 
@@ -60,14 +60,11 @@ class AnalysisParams:
     """Incomplete when the series spans less than this fraction of full_duration (documented
     upstream, never built there). 0 turns it off, which keeps upstream's behaviour."""
     # how a metric is judged: "score" (the anomaly score of range_excess reaches
-    # score_threshold) or "consensus" (at least `consensus` of `algorithms` vote True). The
-    # analyzer's setting analyzer.detector defaults to "score"; here the upstream vote stays
-    # the default so that a caller naming algorithms and a consensus gets them
-    detector: str = "consensus"
+    # score_threshold) or "consensus" (at least `consensus` of `algorithms` vote True): the
+    # analyzer's default (analyzer.detector), so the library and the product judge alike; a
+    # caller who wants the vote of `algorithms` says detector="consensus"
+    detector: str = "score"
     score_threshold: float = DEFAULT_THRESHOLD  # ANOMALY_SCORE_THRESHOLD
-    score_tail: int = DEFAULT_TAIL
-    """Newest points the score detector judges, each against the points before it: an
-    analyzer run may find several new points. Replay judges every point as it arrives (1)."""
     # the consensus ensemble
     algorithms: tuple[str, ...] = DEFAULT_ALGORITHMS  # ALGORITHMS
     consensus: int = 6  # CONSENSUS
@@ -96,8 +93,6 @@ class AnalysisParams:
         if self.detector not in DETECTORS:
             problems.append(f"detector must be one of {', '.join(DETECTORS)}, not "
                             f"{self.detector!r}")
-        if self.score_tail < 1:
-            problems.append("score_tail must be at least 1")
         if not 0 < self.score_threshold <= 1:
             problems.append("ANOMALY_SCORE_THRESHOLD must be in (0, 1]")
         if self.bucket_padding < 0:

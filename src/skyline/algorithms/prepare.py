@@ -39,6 +39,14 @@ from skyline.core.types import FloatArray
 
 GROUP_POINTS = 1 << 20
 SeriesInput = tuple[npt.ArrayLike, npt.ArrayLike]
+Now = float | FloatArray | None
+
+
+def _now(now: Now, lo: int, hi: int) -> Now:
+    """A group's part of a per-series `now`."""
+    if now is None or np.ndim(now) == 0:
+        return now
+    return np.asarray(now, dtype=np.float64)[lo:hi]
 
 
 @dataclass
@@ -53,6 +61,7 @@ class Prepared:
     last_timestamp: FloatArray
     last_value: FloatArray
     batches: list[Batch] = field(default_factory=list)
+    min_length: IntArray | None = None  # points each series needs (TooShort below)
 
     def __len__(self) -> int:
         return int(self.status.shape[0])
@@ -84,7 +93,8 @@ class _Flat:
 def _empty_result(k: int) -> Prepared:
     return Prepared(status=np.zeros(k, dtype=np.int8), derivative=np.zeros(k, dtype=bool),
                     resampled=np.zeros(k, dtype=bool), length=np.zeros(k, dtype=np.int64),
-                    last_timestamp=np.full(k, np.nan), last_value=np.full(k, np.nan))
+                    last_timestamp=np.full(k, np.nan), last_value=np.full(k, np.nan),
+                    min_length=np.zeros(k, dtype=np.int64))
 
 
 def chunk_ranges(lengths: IntArray, points: int = GROUP_POINTS) -> list[tuple[int, int]]:
@@ -100,32 +110,36 @@ def chunk_ranges(lengths: IntArray, points: int = GROUP_POINTS) -> list[tuple[in
     return out
 
 
-def _check_monotonic(monotonic: Sequence[bool | None] | None, k: int) -> None:
+def _check_monotonic(monotonic: Sequence[bool | None] | None, k: int, now: Now = None) -> None:
     if monotonic is not None and len(monotonic) != k:
         raise InvalidInput("monotonic needs one entry per series")
+    if now is not None and np.ndim(now) and np.shape(now) != (k,):
+        raise InvalidInput("now must be one time, or one per series")
 
 
 def prepare(series: Sequence[SeriesInput], params: AnalysisParams | None = None, *,
-            now: float | None = None, monotonic: Sequence[bool | None] | None = None,
+            now: Now = None, monotonic: Sequence[bool | None] | None = None,
             analyse_all: bool = False) -> Prepared:
-    """Shape raw series for analysis. `now` (Unix seconds, passed as data) enables the Stale
+    """Shape raw series for analysis. `now` (Unix seconds, passed as data; one for all, or
+    one per series, as replay judges each window at its own time) enables the Stale
     check; monotonic[i] forces (True) or forbids (False) the derivative for series i, None
     leaves it to detection. analyse_all puts every non-empty series into the batches whatever
     its status (crucible); otherwise only Status.OK ones are."""
     params = params or AnalysisParams()
     k = len(series)
-    _check_monotonic(monotonic, k)
+    _check_monotonic(monotonic, k, now)
     out = _empty_result(k)
     lengths = np.fromiter((np.shape(v)[0] if np.ndim(v) else 0 for _, v in series),
                           dtype=np.int64, count=k)
     for lo, hi in chunk_ranges(lengths):
         mono = None if monotonic is None else monotonic[lo:hi]
-        _prepare_group(_to_flat(series[lo:hi]), lo, params, now, mono, analyse_all, out)
+        _prepare_group(_to_flat(series[lo:hi]), lo, params, _now(now, lo, hi), mono,
+                       analyse_all, out)
     return out
 
 
 def prepare_flat(timestamps: FloatArray, values: FloatArray, counts: IntArray,
-                 params: AnalysisParams | None = None, *, now: float | None = None,
+                 params: AnalysisParams | None = None, *, now: Now = None,
                  monotonic: Sequence[bool | None] | None = None,
                  analyse_all: bool = False) -> Prepared:
     """prepare() for series already laid end to end: series i is the counts[i] points after
@@ -138,7 +152,7 @@ def prepare_flat(timestamps: FloatArray, values: FloatArray, counts: IntArray,
         raise InvalidInput("timestamps and values must be equally long and hold sum(counts) "
                            "points")
     k = len(counts)
-    _check_monotonic(monotonic, k)
+    _check_monotonic(monotonic, k, now)
     out = _empty_result(k)
     first = np.cumsum(counts) - counts
     for lo, hi in chunk_ranges(counts):
@@ -147,7 +161,7 @@ def prepare_flat(timestamps: FloatArray, values: FloatArray, counts: IntArray,
         flat = _Flat(np.array(timestamps[a:b], dtype=np.float64),
                      np.array(values[a:b], dtype=np.float64), counts[lo:hi].copy())
         mono = None if monotonic is None else monotonic[lo:hi]
-        _prepare_group(flat, lo, params, now, mono, analyse_all, out)
+        _prepare_group(flat, lo, params, _now(now, lo, hi), mono, analyse_all, out)
     return out
 
 
@@ -193,10 +207,13 @@ def _last_points(f: _Flat) -> tuple[FloatArray, FloatArray, FloatArray]:
     return last_t, last_v, first_t
 
 
-def _resample(f: _Flat, params: AnalysisParams, spacing: FloatArray) -> BoolArray:
+def _resample(f: _Flat, params: AnalysisParams, spacing: FloatArray,
+              now: Now) -> BoolArray:
     """Average series denser than the analysis resolution into its steps; returns which were.
     A series whose points are never closer than the resolution has one point per step: the
-    common case costs no pass over the points."""
+    common case costs no pass over the points. Given `now`, a dense series' last step is
+    dropped while it is still filling (now before its end): its mean would change, and the
+    pipeline processes each analysis point once."""
     res = params.resolution
     if res is None or len(f.t) == 0 or bool(np.all(spacing >= res)):
         return np.zeros(f.n_seg, dtype=bool)
@@ -217,6 +234,15 @@ def _resample(f: _Flat, params: AnalysisParams, spacing: FloatArray) -> BoolArra
     f.t = np.where(is_dense, step[group_start] * res, f.t[group_start])
     f.v = sums / sizes
     f.counts = seg_count(~merge, f.counts)
+    if now is not None:
+        ends = f.ends()
+        has = f.counts > 0
+        last = ends - 1
+        filling = has & dense & (f.t[np.maximum(last, 0)] + res > np.asarray(now))
+        if filling.any():
+            keep = np.ones(len(f.t), dtype=bool)
+            keep[last[filling]] = False
+            f.compress(keep)
     return dense
 
 
@@ -251,7 +277,7 @@ def _boring(f: _Flat, params: AnalysisParams) -> BoolArray:
 
 
 def _prepare_group(f: _Flat, offset: int, params: AnalysisParams,
-                   now: float | None, monotonic: Sequence[bool | None] | None,
+                   now: Now, monotonic: Sequence[bool | None] | None,
                    analyse_all: bool, out: Prepared) -> None:
     ids = slice(offset, offset + f.n_seg)
     spacing = _clean(f)
@@ -272,7 +298,7 @@ def _prepare_group(f: _Flat, offset: int, params: AnalysisParams,
         flags = np.where(given, forced, flags)
     f.t, f.v, f.counts = non_negative_derivative(f.t, f.v, f.counts, flags)
     out.derivative[ids] = flags
-    out.resampled[ids] = _resample(f, params, spacing)
+    out.resampled[ids] = _resample(f, params, spacing, now)
 
     if len(f.t) and f.counts.max() > params.max_points:
         from_end = f.per_point(f.ends()) - np.arange(len(f.t))
@@ -289,7 +315,10 @@ def _prepare_group(f: _Flat, offset: int, params: AnalysisParams,
     status[boring] = Status.BORING
     status[stale] = Status.STALE
     status[incomplete & (params.incomplete_fraction > 0)] = Status.INCOMPLETE
-    status[counts < _min_length(params, counts, span)] = Status.TOO_SHORT
+    need = _min_length(params, counts, span)
+    if out.min_length is not None:
+        out.min_length[ids] = need
+    status[counts < need] = Status.TOO_SHORT
     status[counts == 0] = Status.EMPTY
     out.status[ids] = status
 

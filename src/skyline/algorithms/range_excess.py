@@ -29,7 +29,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from skyline.algorithms import kernels as K
-from skyline.algorithms.base import BaseAlgorithm, IntArray, Opinions, fmt, verdicts
+from skyline.algorithms.base import BaseAlgorithm, BoolArray, IntArray, Opinions, fmt, verdicts
 from skyline.algorithms.batch import Batch
 from skyline.core.errors import InvalidInput
 from skyline.core.types import FloatArray
@@ -96,33 +96,41 @@ class _Stats:
         self.low = np.fmin(self.low, y)
 
 
-def _breakouts(v: FloatArray, counts: IntArray, tail: int,
-               full: bool = False) -> dict[str, FloatArray]:
-    """The most anomalous of the last `tail` columns' breakouts, each from the columns before
-    it, for rows right-aligned in v holding counts points; z is NaN for a point with fewer
-    than MIN_EARLIER points before it."""
+def _columns(v: FloatArray, counts: IntArray, tail: int,
+             full: bool = False) -> list[dict[str, FloatArray]]:
+    """The breakouts of each of the last `tail` columns (oldest first), each from the columns
+    before it, for rows right-aligned in v holding counts points; z is NaN for a point with
+    fewer than MIN_EARLIER points before it."""
     w = v.shape[1]
     k = min(tail, w - MIN_EARLIER)
     steps = np.abs(np.diff(v, axis=1))  # the first valid column is NaN - x = NaN
     level = _Stats(v[:, :w - k], full)
     jumps = _Stats(steps[:, :w - k - 1], full)
-    best: dict[str, FloatArray] = {}
+    out: list[dict[str, FloatArray]] = []
     for c in range(w - k, w):
         last, step = v[:, c], steps[:, c - 1]
         std, step_std = level.std(), jumps.std()
         level_z = _excess(np.maximum(last - level.high, level.low - last), std)
         step_z = _excess(step - jumps.high, step_std)
         has = counts - (w - 1 - c) >= 1 + MIN_EARLIER
-        part = {"z": np.where(has, np.maximum(level_z, step_z), np.nan), "last": last,
-                "low": level.low, "high": level.high, "std": std, "step": step,
-                "max_step": jumps.high, "level_z": level_z, "step_z": step_z}
+        out.append({"z": np.where(has, np.maximum(level_z, step_z), np.nan), "last": last,
+                    "low": level.low, "high": level.high, "std": std, "step": step,
+                    "max_step": jumps.high, "level_z": level_z, "step_z": step_z})
+        level.add(last)
+        jumps.add(step)
+    return out
+
+
+def _breakouts(v: FloatArray, counts: IntArray, tail: int,
+               full: bool = False) -> dict[str, FloatArray]:
+    """The most anomalous of the last `tail` columns' breakouts."""
+    best: dict[str, FloatArray] = {}
+    for part in _columns(v, counts, tail, full):
         if not best:
             best = part
         else:
             better = part["z"] > best["z"]
             best = {key: np.where(better, part[key], best[key]) for key in best}
-        level.add(last)
-        jumps.add(step)
     return best
 
 
@@ -142,14 +150,32 @@ class RangeExcess(BaseAlgorithm):
             raise InvalidInput(f"range_excess tail {self.tail} must be at least 1")
 
     def run(self, batch: Batch) -> Opinions:
-        m = batch.size
-        has = batch.counts >= 1 + MIN_EARLIER
         if batch.width < 1 + MIN_EARLIER:
-            nan = np.full(m, np.nan)
-            ctx = {key: nan.copy() for key in self.context_keys}
-            return Opinions(verdicts(np.zeros(m, dtype=bool), has), nan, nan.copy(),
-                            nan.copy(), ctx)
+            return self._none(batch)
         best = _breakouts(K.work(batch), batch.counts, self.tail, batch.full)
+        return self._opinions(batch, best, batch.counts >= 1 + MIN_EARLIER)
+
+    def run_columns(self, batch: Batch, tail: int) -> list[Opinions]:
+        """Each of the last `tail` points judged against the points before it (oldest
+        first; fewer when the batch is narrower): one Opinions per point, where run() keeps
+        only the most anomalous. The pipeline judges every new point this way."""
+        if batch.width < 1 + MIN_EARLIER:
+            return [self._none(batch)]
+        cols = _columns(K.work(batch), batch.counts, tail, batch.full)
+        k = len(cols)
+        # column j is k - 1 - j points before the newest: it needs as many more points
+        return [self._opinions(batch, part, batch.counts - (k - 1 - j) >= 1 + MIN_EARLIER)
+                for j, part in enumerate(cols)]
+
+    def _none(self, batch: Batch) -> Opinions:
+        m = batch.size
+        nan = np.full(m, np.nan)
+        ctx = {key: nan.copy() for key in self.context_keys}
+        return Opinions(verdicts(np.zeros(m, dtype=bool), np.zeros(m, dtype=bool)), nan,
+                        nan.copy(), nan.copy(), ctx)
+
+    def _opinions(self, batch: Batch, best: dict[str, FloatArray], has: BoolArray
+                  ) -> Opinions:
         z = np.where(has, best["z"], np.nan)
         score = np.where(has, to_score(z), np.nan)
         fired = score >= self.threshold

@@ -1,16 +1,22 @@
-"""The analyzer's settings as plain, picklable data for its worker processes, and the checks
-that need the algorithm registry (which the settings layer cannot see)."""
+"""The analysis settings as plain, picklable data (for the analyzer's worker processes, crucible
+and replay), the checks that need the algorithm and stage registries (which the settings layer
+cannot see), and the one place a Pipeline is built from them."""
 
 from __future__ import annotations
 
 import dataclasses
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from skyline.algorithms import AnalysisParams, discover, make_ensemble
 from skyline.analysis.customs import CustomSpec, check_entry_points, specs_from_settings
+from skyline.analysis.incidents import IncidentRules
+from skyline.analysis.isolation import Isolation
 from skyline.analysis.params import analysis_params
+from skyline.analysis.pipeline import CATCH_UP, Pipeline
+from skyline.analysis.stages import StageFactory, Stages
+from skyline.analysis.stages import build as build_stages
 from skyline.core.errors import (
     DuplicateAlgorithm,
     InvalidInput,
@@ -28,13 +34,31 @@ APP = "analyzer"
 class AnalyzerConfig:
     params: AnalysisParams
     customs: tuple[CustomSpec, ...] = ()
-    expiration: float = 3600.0
+    rules: IncidentRules = IncidentRules()
+    stages: tuple[str, ...] = ()
+    stage_options: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
+    stage_budget: float = 1.0
+    catch_up: int = CATCH_UP
     chunk_size: int = 2000
     read_batch: int = 1000
     skip: tuple[str, ...] = ()
     do_not_skip: tuple[str, ...] = ()
     monotonic: tuple[str, ...] = ()
     non_derivative: tuple[str, ...] = ()
+
+    @property
+    def expiration(self) -> float:
+        return self.rules.expiration
+
+    def pipeline(self, isolation: Isolation | None = None,
+                 registry: Mapping[str, Any] | None = None,
+                 stage_registry: Mapping[str, StageFactory] | None = None) -> Pipeline:
+        """The pipeline these settings describe. Custom algorithms need `isolation` (the
+        caller owns and closes it)."""
+        stages = Stages(build_stages(self.stages, self.stage_options, stage_registry),
+                        budget=self.stage_budget)
+        return Pipeline(self.params, self.rules, customs=self.customs, isolation=isolation,
+                        stages=stages, registry=registry, catch_up=self.catch_up)
 
     def skip_filter(self, names: Sequence[str]) -> list[str]:
         if not self.skip:
@@ -77,10 +101,31 @@ def from_settings(s: Settings, registry: Mapping[str, Any] | None = None) -> Ana
     params = analysis_params(s)
     customs = specs_from_settings(s, APP)
     check_algorithms(params, customs, registry)
+    a = s.analyzer
+    stage_options = {k: dict(v) for k, v in a.stage_options.items()}
+    try:
+        build_stages(a.stages, stage_options)
+    except (UnknownAlgorithm, InvalidInput) as e:
+        raise SettingsError([SettingProblem("analyzer.stages", list(a.stages), str(e))]) \
+            from None
     return AnalyzerConfig(
-        params=params, customs=customs, expiration=float(s.EXPIRATION_TIME),
+        params=params, customs=customs,
+        rules=IncidentRules(expiration=float(s.EXPIRATION_TIME),
+                            recovery=a.recovery_period, new_level_after=a.new_level_after),
+        stages=tuple(a.stages), stage_options=stage_options, stage_budget=a.stage_budget,
+        catch_up=a.catch_up,
         chunk_size=s.analyzer.chunk_size, read_batch=s.redis.read_chunk_size,
         skip=tuple(s.SKIP_LIST), do_not_skip=tuple(s.DO_NOT_SKIP_LIST),
         monotonic=tuple(s.MONOTONIC_METRIC_NAMESPACES),
         non_derivative=tuple(s.NON_DERIVATIVE_MONOTONIC_METRICS),
     )
+
+
+def triggers(s: Settings) -> list[str]:
+    """What can trigger an anomaly with these settings (the anomalies page filters on it):
+    the detector's algorithms and the custom algorithms the analyzer runs."""
+    detector = s.analyzer.detector
+    names = ["range_excess"] if detector == "score" else \
+        list(s.ALGORITHMS) if detector == "consensus" else [detector]
+    names += [c.name for c in specs_from_settings(s, APP)]
+    return names

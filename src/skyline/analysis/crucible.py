@@ -1,69 +1,83 @@
-"""Crucible: one series, every algorithm's verdict and why, and where it would have alerted.
+"""Crucible: one series through the analyzer's pipeline, for a person asking about it. Used by
+`skyline crucible` and the web app's crucible page.
 
-Judging goes through skyline.analysis.judge, as the analyzer's does, with two differences for
-a person asking about one series: every algorithm runs (no early stop) so each one's opinion
-is explained, and a series that the analyzer would skip (too short, stale, boring) is still
-judged, its status reported beside the verdict.
-
-The replay walks the series point by point: the window ending at each point (the last
-FULL_DURATION of points) is judged, many windows per batch through the same path; the
-open-anomaly state machine the analyzer uses (skyline.analysis.incidents) says where it would
-have emitted events, and upstream's alert rule (one per EXPIRATION_TIME) which of them would
-have alerted.
+- The verdict (`examine`) is what the analyzer would say about the series' newest point if it
+  met the metric now, for the first time: one Pipeline.run on the series with a fresh analysis
+  state, the same settings, detector, custom algorithms and stages. So crucible and the
+  analyzer agree by construction (and a test checks it).
+- The replay (`replay_series`) runs the series row by row through skyline.analysis.replay, the
+  engine `skyline bench nab` uses: every event the pipeline would have emitted, and which of
+  them would have alerted (the alerters send one alert per metric per EXPIRATION_TIME).
+- `--algorithms a,b,c` asks instead for those algorithms' vote (CONSENSUS of them, every one
+  run and explained): a question about algorithms, not the analyzer's verdict.
 """
 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import math
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
 import numpy as np
 import numpy.typing as npt
 
-from skyline.algorithms import AnalysisParams, Status
-from skyline.analysis.customs import CustomSpec
-from skyline.analysis.incidents import Incident, judged_anomalous, judged_normal
-from skyline.analysis.judge import Judge, Judgement
+from skyline.algorithms import Status, prepare
+from skyline.analysis.config import AnalyzerConfig, from_settings
+from skyline.analysis.customs import CustomSpec, specs_from_settings
+from skyline.analysis.incidents import Emit
+from skyline.analysis.isolation import Isolation
+from skyline.analysis.judge import Judge
+from skyline.analysis.params import analysis_params
+from skyline.analysis.pipeline import Pipeline
+from skyline.analysis.replay import replay
 from skyline.core.errors import InvalidInput
-from skyline.core.events import AlgorithmResult
+from skyline.core.events import AlgorithmResult, StageVerdict
 from skyline.core.types import FloatArray
 from skyline.settings import Settings
 
-REPLAY_POINTS = 1 << 20  # points judged per batch of windows (all windows laid end to end)
+APP = "crucible"
 
 
 @dataclass
 class Examination:
     metric: str
     points: int
-    status: str  # the analyzer's status for the whole series (Analysed, TooShort, Stale...)
-    anomalous: bool
+    status: str  # the window's status (Analysed, TooShort, Stale, Boring...)
+    detector: str  # what judged: score, consensus, learning, or "algorithms" (--algorithms)
+    anomalous: bool  # the analyzer would emit a confirmed anomalous event now
+    candidate: bool  # the detector called the newest point anomalous (before the stages)
+    event: str  # the event the newest point makes: anomalous, vetoed, recovered... or ""
     score: float
-    votes: int
-    opinions: int
-    consensus: int
+    judged: bool
     results: tuple[AlgorithmResult, ...]
     triggered: tuple[str, ...]
-    timestamp: float
+    stages: tuple[StageVerdict, ...]
+    timestamp: float  # the newest analysis point (for a counter: its rate)
     value: float
+    band_low: float  # the range the detector expected the newest point in
+    band_high: float
     window_timestamps: FloatArray
     window_values: FloatArray
+    votes: int = 0  # with a vote (consensus, --algorithms): True votes and opinions
+    opinions: int = 0
+    consensus: int = 0
+    state: bytes = b""  # the analysis state record the analyzer would store after this run
 
 
 @dataclass
 class ReplayEvent:
-    """An event the analyzer would have emitted. `alert`: an alert rule with expiration
-    EXPIRATION_TIME would have sent it (upstream's rule: one alert per metric per
-    EXPIRATION_TIME, whether or not the metric recovered in between)."""
+    """An event the pipeline emitted in the replay. `alert`: the alerters would have sent it
+    (a confirmed anomalous event, at most one per metric per EXPIRATION_TIME)."""
 
     timestamp: float
     value: float
     score: float
-    status: str  # "anomalous" or "recovered"
+    status: str  # anomalous | vetoed | recovered | new_level
     triggered: tuple[str, ...] = ()
     alert: bool = False
+    reason: str = ""  # a veto's reason
 
 
 @dataclass
@@ -81,89 +95,71 @@ class Replay:
         return int(self.anomalous.sum())
 
 
-def examine(judge: Judge, metric: str, t: FloatArray, v: FloatArray, *,
-            now: float | None = None) -> Examination:
-    verdicts = judge.judge_series([metric], [(t, v)], now=now, analyse_all=True)
-    j: Judgement = verdicts.judgement(0)
-    opinions = sum(1 for r in j.results if r.verdict is not None)
-    votes = sum(1 for r in j.results if r.verdict)
-    wt, wv = j.window_timestamps, j.window_values
+def examine(pipeline: Pipeline, metric: str, t: FloatArray, v: FloatArray, *,
+            now: float | None = None, detector: str | None = None) -> Examination:
+    """The analyzer's first run on this series, at `now` (None: no clock, nothing is stale)."""
+    prepared = prepare([(t, v)], pipeline.params, now=now, analyse_all=True)
+    states = pipeline.fresh(1)
+    result = pipeline.run([metric], prepared, states, explain_newest=True)
+    p = result.points
+    status = Status(int(prepared.status[0])).label
+    state = pipeline.layout.pack(states)[0]
+    name = detector or ("learning" if pipeline.stateful else pipeline.params.detector)
+    if not len(p):
+        return Examination(metric=metric, points=len(t), status=status, detector=name,
+                           anomalous=False, candidate=False, event="", score=0.0,
+                           judged=False, results=(), triggered=(), stages=(),
+                           timestamp=float(t[-1]) if len(t) else math.nan,
+                           value=float(v[-1]) if len(v) else math.nan,
+                           band_low=math.nan, band_high=math.nan,
+                           window_timestamps=np.empty(0), window_values=np.empty(0),
+                           state=state)
+    i = int(np.flatnonzero(p.newest)[0])
+    ev = next((e for e in result.events if e.point == i), None)
+    wt, wv = pipeline._window(prepared, p, i)
+    if ev is not None:
+        results, triggered, stages = ev.results, ev.triggered, ev.stages
+    elif result.verdicts is not None and not pipeline.stateful:
+        j = result.verdicts.judgement(0)
+        results, triggered, stages = j.results, j.triggered, ()
+    else:
+        results, triggered, stages = pipeline.describe_newest(result, i)
+    votes = sum(1 for r in results if r.verdict)
+    opinions = sum(1 for r in results if r.verdict is not None)
     return Examination(
-        metric=metric, points=len(t), status=Status(int(verdicts.status[0])).label,
-        anomalous=bool(verdicts.anomalous[0]), score=j.score, votes=votes, opinions=opinions,
-        consensus=judge.consensus, results=j.results, triggered=j.triggered,
-        timestamp=j.timestamp, value=j.value, window_timestamps=wt, window_values=wv)
+        metric=metric, points=len(t), status=status, detector=name,
+        anomalous=bool(p.emit[i] == Emit.ANOMALOUS and not p.vetoed[i]),
+        candidate=bool(p.fired[i]), event=ev.status if ev is not None else "",
+        score=float(p.score[i]), judged=bool(p.judged[i]), results=tuple(results),
+        triggered=tuple(triggered), stages=tuple(stages), timestamp=float(p.t[i]),
+        value=float(p.v[i]), band_low=float(p.low[i]), band_high=float(p.high[i]),
+        window_timestamps=wt, window_values=wv, votes=votes, opinions=opinions,
+        consensus=pipeline.judge.consensus if name in ("consensus", "algorithms") else 0,
+        state=state)
 
 
-def _windows(starts: npt.NDArray[np.int64], ends: npt.NDArray[np.int64]
-             ) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]]:
-    """Point indices of the windows [starts[k], ends[k]], laid end to end, and their counts."""
-    counts = (ends - starts + 1).astype(np.int64)
-    offsets = np.cumsum(counts) - counts
-    idx = np.repeat(starts - offsets, counts) + np.arange(int(counts.sum()))
-    return idx, counts
-
-
-def replay(judge: Judge, metric: str, t: FloatArray, v: FloatArray, *, expiration: float,
-           progress: Callable[[int], None] | None = None) -> Replay:
-    """Judge the window ending at every point (from the first that can be long enough) and
-    run the analyzer's event rules over the verdicts in order."""
-    params: AnalysisParams = judge.params
-    n = len(t)
-    first = min(n, max(0, params.min_tolerable_length - 1))
-    out = Replay(anomalous=np.zeros(n, dtype=bool))
-    incident: Incident | None = None
+def replay_series(pipeline: Pipeline, metric: str, t: FloatArray, v: FloatArray, *,
+                  expiration: float, progress: Callable[[int], None] | None = None) -> Replay:
+    """Every row through the pipeline in order, from a fresh state."""
+    r = replay(metric, t, v, pipeline, progress=progress)
+    out = Replay(judged=int(r.judged.sum()), anomalous=r.fired.copy())
     last_alert = -math.inf
-    ends_all = np.arange(first, n, dtype=np.int64)
-    if not len(ends_all):
-        return out
-    starts_all = np.searchsorted(t, t[ends_all] - params.full_duration, side="right")
-    sizes = np.cumsum(ends_all - starts_all + 1)
-    # batches of about REPLAY_POINTS points: a few large numpy calls, bounded memory
-    cuts = np.searchsorted(sizes, np.arange(REPLAY_POINTS, int(sizes[-1]), REPLAY_POINTS))
-    bounds = [0, *sorted({int(c) + 1 for c in cuts if 0 < int(c) + 1 < len(ends_all)}),
-              len(ends_all)]
-    for lo, hi in zip(bounds[:-1], bounds[1:], strict=True):
-        ends = ends_all[lo:hi]
-        idx, counts = _windows(starts_all[lo:hi], ends)
-        names: Sequence[str] = [metric] * len(ends)
-        verdicts = judge.judge_flat(names, t[idx], v[idx], counts, now=None)
-        judged = verdicts.judged
-        out.judged += int(judged.sum())
-        out.anomalous[ends] = verdicts.anomalous & judged
-        for k in np.flatnonzero(judged):
-            i = int(ends[k])
-            if verdicts.anomalous[k]:
-                incident, emit = judged_anomalous(incident, float(t[i]), expiration)
-                if emit:
-                    j = verdicts.judgement(int(k))
-                    alert = float(t[i]) - last_alert >= expiration
-                    if alert:
-                        last_alert = float(t[i])
-                    out.events.append(ReplayEvent(float(t[i]), float(v[i]), j.score,
-                                                  "anomalous", j.triggered, alert))
-            elif judged_normal(incident):
-                incident = None
-                out.events.append(ReplayEvent(float(t[i]), float(v[i]),
-                                              float(verdicts.score[k]), "recovered"))
-        if progress is not None:
-            progress(len(ends))
+    for e in r.events:
+        alert = False
+        if e.status == "anomalous" and e.timestamp - last_alert >= expiration:
+            alert, last_alert = True, e.timestamp
+        veto = next((s for s in e.stages if s.verdict == "veto"), None)
+        out.events.append(ReplayEvent(e.timestamp, e.value, e.score, e.status, e.triggered,
+                                      alert, veto.reason if veto is not None else ""))
     return out
 
 
-APP = "crucible"
-
-
-def select_algorithms(settings: Settings, wanted: str | None
+def select_algorithms(settings: Settings, wanted: str
                       ) -> tuple[list[str], tuple[CustomSpec, ...]]:
-    """The built-in/plug-in algorithms and the custom ones to run: `wanted` is a
-    comma-separated list, None for ALGORITHMS and the CUSTOM_ALGORITHMS used with crucible."""
+    """The built-in/plug-in algorithms and custom ones a comma-separated list names."""
     from skyline.algorithms import OPTIONAL_BUILTINS, discover
-    from skyline.analysis.customs import specs_from_settings
 
     customs = specs_from_settings(settings, APP)
-    if not wanted:
-        return list(settings.ALGORITHMS), customs
     names = [n.strip() for n in wanted.split(",") if n.strip()]
     registry = {**OPTIONAL_BUILTINS, **discover()}
     by_name = {c.name: c for c in customs}
@@ -173,32 +169,46 @@ def select_algorithms(settings: Settings, wanted: str | None
         raise InvalidInput(f"unknown algorithm {', '.join(unknown)}; known: {', '.join(known)}")
     if len(set(names)) != len(names):
         raise InvalidInput("--algorithms lists an algorithm twice")
+    if not names:
+        raise InvalidInput("no algorithm selected")
     return ([n for n in names if n not in by_name],
             tuple(by_name[n] for n in names if n in by_name))
 
 
-@contextlib.contextmanager
-def crucible_judge(settings: Settings, builtins: list[str], customs: tuple[CustomSpec, ...]
-                   ) -> Iterator[Judge]:
-    """A Judge for crucible; its custom-algorithm isolation (if any) is closed on exit."""
-    from skyline.analysis.isolation import Isolation
-    from skyline.analysis.params import analysis_params
+def crucible_config(settings: Settings) -> AnalyzerConfig:
+    """The analyzer's own analysis settings, with the custom algorithms used with crucible."""
+    config = from_settings(settings)
+    return dataclasses.replace(config, customs=specs_from_settings(settings, APP))
 
-    if not builtins and not customs:
-        raise InvalidInput("no algorithm selected")
+
+@contextlib.contextmanager
+def crucible_pipeline(settings: Settings, algorithms: str | None = None
+                      ) -> Iterator[Pipeline]:
+    """The pipeline crucible judges with (its custom algorithms' process closed on exit):
+    the analyzer's, or with `algorithms` the vote of those algorithms."""
+    config = crucible_config(settings)
+    if not algorithms:
+        isolation = Isolation(config.customs) if config.customs else None
+        try:
+            yield config.pipeline(isolation)
+        finally:
+            if isolation is not None:
+                isolation.close()
+        return
+    builtins, customs = select_algorithms(settings, algorithms)
     consensus = max(1, min(settings.CONSENSUS, len(builtins) + len(customs)))
-    algorithms = tuple(builtins) or tuple(settings.ALGORITHMS[:1])  # the ensemble needs one
-    algorithm_params = {k: v for k, v in settings.analyzer.algorithm_params.items()
-                        if k in algorithms}
-    params = analysis_params(settings, algorithms=algorithms,
-                             consensus=min(consensus, len(algorithms)), early_stop=False,
-                             algorithm_params=algorithm_params,
-                             # crucible runs the algorithms it was asked for and their vote
-                             detector="consensus")
+    chosen = tuple(builtins) or tuple(settings.ALGORITHMS[:1])  # the ensemble needs one
+    params = analysis_params(
+        settings, algorithms=chosen, consensus=min(consensus, len(chosen)), early_stop=False,
+        algorithm_params={k: v for k, v in settings.analyzer.algorithm_params.items()
+                          if k in chosen},
+        detector="consensus")
     isolation = Isolation(customs) if customs else None
     try:
-        yield Judge(params, customs, isolation=isolation, run_builtins=bool(builtins),
-                    consensus=consensus)
+        judge = Judge(params, customs, isolation=isolation, run_builtins=bool(builtins),
+                      consensus=consensus)
+        yield Pipeline(params, config.rules, stages=config.pipeline().stages, judge=judge,
+                       catch_up=config.catch_up)
     finally:
         if isolation is not None:
             isolation.close()

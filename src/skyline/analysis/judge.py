@@ -202,11 +202,17 @@ class Judge:
         return {s.name: np.fromiter((m.any(n) for n in names), dtype=bool, count=len(names))
                 for s, m in self._matchers}
 
-    def judge_prepared(self, names: Sequence[str], prepared: Prepared) -> Verdicts:
+    def judge_prepared(self, names: Sequence[str], prepared: Prepared, *,
+                       ok_only: bool = False) -> Verdicts:
+        """The newest point of each prepared series judged. ok_only: series whose status is
+        not OK (too short, stale, boring) sit in the batches (prepared with analyse_all, for
+        the pipeline, which needs their points) but are not judged."""
         started = time.perf_counter()
         k = len(prepared)
         scopes = self._scopes(names) if self.customs else {}
         no_builtins = np.zeros(k, dtype=bool) if self.run_builtins else np.ones(k, dtype=bool)
+        if ok_only:
+            no_builtins |= prepared.status != Status.OK
         needs_full = np.zeros(k, dtype=bool)
         for s in self.customs:
             if not s.run_3sigma:
@@ -237,6 +243,8 @@ class Judge:
             for name, err in res.errors.items():
                 errors.setdefault(name, err)
         in_batches = where[:, 0] >= 0
+        if ok_only:
+            in_batches &= prepared.status == Status.OK
         v = Verdicts(names=names, prepared=prepared, analysis=analysis, status=prepared.status,
                      anomalous=analysis.anomalous.copy(), judged=analysis.opinions > 0,
                      score=analysis.score.copy(), custom={}, failures=CustomFailures(),

@@ -12,6 +12,7 @@ import click
 from skyline.core.timeutil import iso
 
 if TYPE_CHECKING:
+    from skyline.core.events import AnomalyEvent
     from skyline.services.analyzer import RunReport
     from skyline.settings import Settings
     from skyline.store.sql.runs import RunStats
@@ -21,7 +22,8 @@ class _HasSettings(Protocol):
     def settings(self) -> Settings: ...
 
 
-STAGES = ("list", "fetch", "prepare", "algorithms", "custom", "explain", "workers", "publish")
+STAGES = ("list", "fetch", "prepare", "algorithms", "custom", "steps", "explain", "state_write",
+          "workers", "publish")
 
 
 def _save_stats(settings: Settings, stats: RunStats) -> str:
@@ -46,42 +48,53 @@ def _save_stats(settings: Settings, stats: RunStats) -> str:
     return ""
 
 
+def _event_json(e: AnomalyEvent) -> dict[str, Any]:
+    return {"metric": e.metric, "timestamp": e.timestamp, "value": e.value, "score": e.score,
+            "status": e.status, "since": e.since, "band": [e.band_low, e.band_high],
+            "triggered": list(e.triggered),
+            "results": [dataclasses.asdict(r) for r in e.results],
+            "stages": [dataclasses.asdict(v) for v in e.stages]}
+
+
 def report_json(report: RunReport) -> dict[str, Any]:
-    d = report.decisions
     return {
         "stats": dataclasses.asdict(report.stats),
-        "events": {"anomalous": len(d.anomalous), "recovered": len(d.recovered),
-                   "suppressed": d.suppressed},
-        "anomalies": [
-            {"metric": j.metric, "timestamp": j.timestamp, "value": j.value, "score": j.score,
-             "triggered": list(j.triggered),
-             "results": [dataclasses.asdict(r) for r in j.results]}
-            for j in report.found
-        ],
-        "recovered": [e.metric for e in d.recovered],
+        "events": {status: len(report.of(status))
+                   for status in ("anomalous", "vetoed", "recovered", "new_level")}
+        | {"suppressed": report.suppressed},
+        "anomalies": [_event_json(e) for e in report.events
+                      if e.status in ("anomalous", "vetoed")],
+        "recovered": [e.metric for e in report.of("recovered")],
+        "new_level": [e.metric for e in report.of("new_level")],
         "failed": report.failed,
         "custom_algorithm_failures": {k: dict(v) for k, v in report.custom.counts.items()},
     }
 
 
 def report_text(report: RunReport) -> list[str]:
-    s, d = report.stats, report.decisions
+    s = report.stats
     lines = [
         f"analysed {s.analysed} of {s.metrics} metrics in {s.duration:.2f} s "
-        f"({report.metrics_per_second:,.0f} metrics/s): {len(report.found)} anomalous "
-        f"({len(d.anomalous)} new events, {len(d.recovered)} recovered, {d.suppressed} within "
-        "EXPIRATION_TIME of their last event)",
+        f"({report.metrics_per_second:,.0f} metrics/s): {len(report.anomalous)} anomalous, "
+        f"{len(report.of('vetoed'))} vetoed by a stage, {len(report.of('recovered'))} "
+        f"recovered, {len(report.of('new_level'))} at a new level",
         "stages: " + ", ".join(f"{k} {s.stages[k]:.3f} s" for k in STAGES if k in s.stages),
         "exceptions: " + (", ".join(f"{k} {v}" for k, v in s.exceptions.items()) or "none"),
     ]
     lines += [f"failed: {f}" for f in report.failed]
-    if report.found:
+    found = [e for e in report.events if e.status in ("anomalous", "vetoed")]
+    if found:
         lines.append("anomalies:")
-        for j in report.found:
-            lines.append(f"  {j.metric}  {iso(j.timestamp)} ({j.timestamp:.0f})  value "
-                         f"{j.value:.6g}  score {j.score:.2f}  {', '.join(j.triggered)}")
-    for e in d.recovered:
-        lines.append(f"recovered: {e.metric}  {iso(e.timestamp)}")
+        for e in found:
+            what = ", ".join(e.triggered)
+            if e.status == "vetoed" and e.veto is not None:
+                what += f"  VETOED by {e.veto.stage}: {e.veto.reason}"
+            lines.append(f"  {e.metric}  {iso(e.timestamp)} ({e.timestamp:.0f})  value "
+                         f"{e.value:.6g}  score {e.score:.2f}  {what}")
+    for e in report.events:
+        if e.status in ("recovered", "new_level"):
+            label = "recovered" if e.status == "recovered" else "new level"
+            lines.append(f"{label}: {e.metric}  {iso(e.timestamp)}")
     return lines
 
 

@@ -9,7 +9,7 @@ import sys
 import time
 from collections.abc import Mapping
 from pathlib import Path, PurePosixPath
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 import click
 
@@ -17,8 +17,13 @@ from skyline.cli.lazy import LazyChoice
 from skyline.core.errors import InvalidInput
 
 if TYPE_CHECKING:
+    from skyline.settings import Settings
     from skyline.snab.corpus import Rows, Windows
     from skyline.snab.scorer import CorpusScore, ScoredFile
+
+
+class _HasSettings(Protocol):
+    def settings(self) -> Settings: ...
 
 
 @click.group()
@@ -26,10 +31,10 @@ def bench() -> None:
     """Benchmarks on labelled data."""
 
 
-def _detector_names() -> list[str]:
-    from skyline.snab.detectors import DETECTORS
+def _variant_names() -> list[str]:
+    from skyline.snab.variants import VARIANTS
 
-    return list(DETECTORS)
+    return list(VARIANTS)
 
 
 def _read(path: Path) -> str:
@@ -77,14 +82,15 @@ def _load_thresholds(path: Path, detector: str) -> dict[str, float]:
         raw = json.loads(_read(path))
     except json.JSONDecodeError as e:
         raise InvalidInput(f"{path}: not JSON ({e})") from None
-    if isinstance(raw, dict) and "detectors" in raw:
-        dets = raw["detectors"]
+    key = "variants" if isinstance(raw, dict) and "variants" in raw else "detectors"
+    if isinstance(raw, dict) and key in raw:
+        dets = raw[key]
         if detector in dets:
             raw = dets[detector]
         elif len(dets) == 1:
             raw = next(iter(dets.values()))
         else:
-            raise InvalidInput(f"{path}: no thresholds for detector {detector} "
+            raise InvalidInput(f"{path}: no thresholds for {detector} "
                                f"(it has {', '.join(dets)})")
     if isinstance(raw, dict) and "profiles" in raw:
         raw = {name: p.get("threshold") for name, p in raw["profiles"].items()}
@@ -116,7 +122,7 @@ def _print_tables(report: Mapping[str, Mapping[str, Any]], tuned: bool) -> None:
     how = "thresholds given" if not tuned else "threshold optimised in-sample"
     for profile in PROFILES:
         click.echo(f"\n{profile.name}  ({how})")
-        click.echo(f"  {'detector':<22} {'score':>7} {'raw':>9} {'threshold':>10} "
+        click.echo(f"  {'variant':<22} {'score':>7} {'raw':>9} {'threshold':>10} "
                    f"{'TP':>4} {'FN':>4} {'FP':>5}")
         for name, entry in report.items():
             p = entry["score"].profiles[profile.name]
@@ -142,14 +148,13 @@ def _print_abstentions(name: str, per_file: Mapping[str, Mapping[str, int]],
                        + " ".join(f"{counts.get(label, 0):>9}" for label in labels))
 
 
-def _replay_corpus(data_dir: Path, windows: Windows, detector_name: str, out_dir: Path,
-                   show_progress: bool) -> dict[str, Any]:
-    from skyline.algorithms import make_ensemble
-    from skyline.analysis.replay import replay
+def _replay_corpus(data_dir: Path, windows: Windows, variant_name: str, out_dir: Path,
+                   show_progress: bool, settings: Settings) -> dict[str, Any]:
+    from skyline.analysis.crucible import crucible_config
     from skyline.snab.corpus import format_results, parse_rows, require_same_files, result_path
-    from skyline.snab.detectors import get
+    from skyline.snab.variants import get, pipeline_for, replay_variant
 
-    detector = get(detector_name)
+    variant = get(variant_name)
     paths = _data_files(data_dir)
     unlabelled = sorted(set(paths) - set(windows))
     if unlabelled:
@@ -159,24 +164,25 @@ def _replay_corpus(data_dir: Path, windows: Windows, detector_name: str, out_dir
     require_same_files(windows, paths, str(data_dir))
     data = {key: parse_rows(_read(path), key) for key, path in paths.items()}
     total = sum(len(r) for r in data.values())
-    ensemble = make_ensemble(detector.params)
+    config = crucible_config(settings)
+    pipeline = pipeline_for(variant, config)
     files, abstained, row_counts = [], {}, {}
     replay_s = 0.0
-    with click.progressbar(length=total, label=f"{detector.name:<20}", file=sys.stderr,
+    with click.progressbar(length=total, label=f"{variant.name:<20}", file=sys.stderr,
                            width=30, show_eta=True, hidden=not show_progress) as bar:
         for key, rows in data.items():
             start = time.perf_counter()
-            result = replay(rows.seconds, rows.values, detector, ensemble=ensemble,
-                            progress=bar.update)
+            scores, result = replay_variant(variant, pipeline, key, rows.seconds, rows.values,
+                                            progress=bar.update)
             replay_s += time.perf_counter() - start
-            target = out_dir / Path(*result_path(detector.name, key).parts)
+            target = out_dir / Path(*result_path(variant.name, key).parts)
             target.parent.mkdir(parents=True, exist_ok=True)
-            target.write_text(format_results(rows, result.score))
-            files.append(_scored_file(key, rows, result.score, windows))
+            target.write_text(format_results(rows, scores))
+            files.append(_scored_file(key, rows, scores, windows))
             abstained[key] = result.abstained()
             row_counts[key] = len(rows)
     return {"files": files, "abstained": abstained, "rows": row_counts, "replay_s": replay_s,
-            "detector": detector}
+            "variant": variant, "params": pipeline.params}
 
 
 def _scored_results(detector_dir: Path, windows: Windows) -> list[ScoredFile]:
@@ -201,8 +207,9 @@ def _scored_results(detector_dir: Path, windows: Windows) -> list[ScoredFile]:
 @click.option("--labels", "labels", required=True,
               type=click.Path(dir_okay=False, path_type=Path),
               help="NAB label windows (labels/combined_windows.json).")
-@click.option("--detector", "detectors", multiple=True, type=LazyChoice(_detector_names),
-              help="Detector configuration to replay (repeatable; default: default).")
+@click.option("--variant", "variants", multiple=True, type=LazyChoice(_variant_names),
+              help="What to replay (repeatable; default: default, the product with the "
+              "settings in force).")
 @click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path),
               default=Path("var/nab-results"), show_default=True,
               help="Where replay writes NAB-layout results (var/ is git-ignored: NAB data "
@@ -215,9 +222,10 @@ def _scored_results(detector_dir: Path, windows: Windows) -> list[ScoredFile]:
               help="Apply thresholds tuned elsewhere (an earlier --json output) instead of "
                    "optimising them on these labels.")
 @click.option("--json", "as_json", is_flag=True, help="One JSON document on stdout.")
-def bench_nab(data_dir: Path | None, labels: Path, detectors: tuple[str, ...],
-              out_dir: Path, score_only: Path | None, thresholds_from: Path | None,
-              as_json: bool) -> None:
+@click.pass_obj
+def bench_nab(obj: _HasSettings, data_dir: Path | None, labels: Path,
+              variants: tuple[str, ...], out_dir: Path, score_only: Path | None,
+              thresholds_from: Path | None, as_json: bool) -> None:
     """Replay a NAB corpus through the analyzer's algorithms and score it as NAB does.
 
     DATA_DIR holds <category>/<file>.csv. Each detector's results (one row per
@@ -229,8 +237,8 @@ def bench_nab(data_dir: Path | None, labels: Path, detectors: tuple[str, ...],
 
     if (data_dir is None) == (score_only is None):
         raise click.UsageError("give DATA_DIR to replay, or --score-only RESULTS_DIR")
-    if score_only is not None and detectors:
-        raise click.UsageError("--detector chooses what to replay; --score-only scores the "
+    if score_only is not None and variants:
+        raise click.UsageError("--variant chooses what to replay; --score-only scores the "
                                "results as they are")
     windows = parse_windows(_read(labels), str(labels))
     report: dict[str, dict[str, Any]] = {}
@@ -242,9 +250,10 @@ def bench_nab(data_dir: Path | None, labels: Path, detectors: tuple[str, ...],
             report[d.name] = {"score": score, "score_s": time.perf_counter() - start}
     else:
         assert data_dir is not None
-        for name in detectors or ("default",):
+        settings = obj.settings()
+        for name in variants or ("default",):
             run = _replay_corpus(data_dir, windows, name, out_dir,
-                                 show_progress=sys.stderr.isatty())
+                                 show_progress=sys.stderr.isatty(), settings=settings)
             start = time.perf_counter()
             run["score"] = _score(run["files"], thresholds_from, name)
             run["score_s"] = time.perf_counter() - start
@@ -273,11 +282,11 @@ def _as_json(report: Mapping[str, Mapping[str, Any]], tuned: bool,
         item: dict[str, Any] = entry["score"].as_dict(per_file=True)
         item["score_s"] = round(entry["score_s"], 3)
         if "replay_s" in entry:
-            item["detector"] = entry["detector"].describe()
+            item["variant"] = entry["variant"].describe(entry["params"])
             item["replay_s"] = round(entry["replay_s"], 3)
             item["rows"] = sum(entry["rows"].values())
             item["abstained"] = {k: v for k, v in entry["abstained"].items() if v}
             item["results"] = str(out_dir / name) if out_dir is not None else None
         dets[name] = item
     return {"bench": "nab", "thresholds": "optimised" if tuned else "given",
-            "detectors": dets}
+            "variants": dets}

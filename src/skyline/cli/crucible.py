@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import sys
 import time
 from pathlib import Path
@@ -19,7 +20,7 @@ from skyline.core.timeutil import iso
 
 if TYPE_CHECKING:
     from skyline.analysis.crucible import Examination, Replay
-    from skyline.analysis.judge import Judge
+    from skyline.analysis.pipeline import Pipeline
     from skyline.core.types import FloatArray
     from skyline.settings import Settings
 
@@ -58,30 +59,35 @@ def _read_metric(settings: Settings, name: str, min_points: int
     return series.timestamps, series.values
 
 
-def _replay(judge: Judge, metric: str, t: FloatArray, v: FloatArray, expiration: float,
+def _replay(pipeline: Pipeline, metric: str, t: FloatArray, v: FloatArray, expiration: float,
             show_progress: bool) -> Replay:
-    from skyline.analysis.crucible import replay
+    from skyline.analysis.crucible import replay_series
 
-    total = max(0, len(t) - max(0, judge.params.min_tolerable_length - 1))
     if not show_progress:
-        return replay(judge, metric, t, v, expiration=expiration)
-    with click.progressbar(length=total, label="replay", file=sys.stderr,
+        return replay_series(pipeline, metric, t, v, expiration=expiration)
+    with click.progressbar(length=len(t), label="replay", file=sys.stderr,
                            show_pos=True) as bar:
-        return replay(judge, metric, t, v, expiration=expiration, progress=bar.update)
+        return replay_series(pipeline, metric, t, v, expiration=expiration,
+                             progress=bar.update)
 
 
 def _as_json(source: str, ex: Examination, rp: Replay | None, plot: str | None,
              expiration: float) -> dict[str, Any]:
     out: dict[str, Any] = {
-        "source": source, "points": ex.points, "status": ex.status,
+        "source": source, "points": ex.points, "status": ex.status, "detector": ex.detector,
         "timestamp": ex.timestamp, "value": ex.value, "anomalous": ex.anomalous,
-        "score": ex.score, "votes": ex.votes, "opinions": ex.opinions,
-        "consensus": ex.consensus, "triggered": list(ex.triggered),
+        "candidate": ex.candidate, "event": ex.event or None,
+        "score": ex.score, "judged": ex.judged,
+        "band": [_finite(ex.band_low), _finite(ex.band_high)],
+        "stages": [dataclasses.asdict(s) for s in ex.stages],
+        "triggered": list(ex.triggered),
         "algorithms": [dataclasses.asdict(r) for r in ex.results],
     }
+    if ex.consensus:
+        out.update(votes=ex.votes, opinions=ex.opinions, consensus=ex.consensus)
     if rp is not None:
         out["replay"] = {
-            "expiration": expiration, "windows_judged": rp.judged,
+            "expiration": expiration, "points_judged": rp.judged,
             "anomalous_points": rp.anomalous_count,
             "events": [dataclasses.asdict(e) | {"triggered": list(e.triggered)}
                        for e in rp.events],
@@ -92,6 +98,30 @@ def _as_json(source: str, ex: Examination, rp: Replay | None, plot: str | None,
     return out
 
 
+def _finite(x: float) -> float | None:
+    return x if math.isfinite(x) else None
+
+
+def _verdict_line(ex: Examination) -> str:
+    at = f"at {iso(ex.timestamp)} (value {ex.value:.6g}, score {ex.score:.2f})"
+    if not ex.judged:
+        return f"{ex.detector}: not judged ({ex.status}) {at}"
+    if ex.event == "vetoed":
+        veto = next((s for s in ex.stages if s.verdict == "veto"), None)
+        why = f" by {veto.stage}: {veto.reason}" if veto is not None else ""
+        return f"{ex.detector}: ANOMALOUS candidate, VETOED{why} {at}"
+    if ex.consensus:
+        head = (f"consensus: {ex.votes} of {ex.opinions} algorithms with an opinion said "
+                f"anomalous (CONSENSUS {ex.consensus}): ")
+    else:
+        head = f"{ex.detector}: "
+    if ex.anomalous:
+        return head + f"ANOMALOUS {at}"
+    if ex.event in ("recovered", "new_level"):
+        return head + f"not anomalous ({ex.event.replace('_', ' ')}) {at}"
+    return head + f"not anomalous {at}"
+
+
 def _text(source: str, ex: Examination, rp: Replay | None, plot: str | None,
           expiration: float, t: FloatArray) -> list[str]:
     lines = [f"{source}: {ex.points} points, {iso(float(t[0]))} to {iso(float(t[-1]))}; "
@@ -100,21 +130,23 @@ def _text(source: str, ex: Examination, rp: Replay | None, plot: str | None,
     for r in ex.results:
         verdict = {True: "ANOMALOUS", False: "normal", None: "-"}[r.verdict]
         lines.append(f"  {r.algorithm:<{width}}  {verdict:<9}  {r.text}")
-    lines.append(f"consensus: {ex.votes} of {ex.opinions} algorithms with an opinion said "
-                 f"anomalous (CONSENSUS {ex.consensus}): "
-                 f"{'ANOMALOUS' if ex.anomalous else 'not anomalous'} at {iso(ex.timestamp)} "
-                 f"(value {ex.value:.6g}, score {ex.score:.2f})")
+    for st in ex.stages:
+        lines.append(f"  stage {st.stage}: {st.verdict}: {st.reason}")
+    lines.append(_verdict_line(ex))
     if rp is not None:
-        events = [e for e in rp.events if e.status == "anomalous"]
-        lines.append(f"replay: {rp.judged} windows judged, {rp.anomalous_count} anomalous; "
-                     f"{len(events)} anomaly events, {len(rp.alerts)} alerts "
-                     f"(EXPIRATION_TIME {expiration:g} s)")
+        anomalous = [e for e in rp.events if e.status == "anomalous"]
+        vetoed = [e for e in rp.events if e.status == "vetoed"]
+        lines.append(f"replay: {rp.judged} points judged, {rp.anomalous_count} anomalous; "
+                     f"{len(anomalous)} anomaly events ({len(vetoed)} more vetoed), "
+                     f"{len(rp.alerts)} alerts (EXPIRATION_TIME {expiration:g} s)")
         for e in rp.events:
             if e.status == "anomalous":
                 what = ("ALERT  " if e.alert else "event  ") + \
                     f"score {e.score:.2f}  {', '.join(e.triggered)}"
+            elif e.status == "vetoed":
+                what = f"vetoed  score {e.score:.2f}  {e.reason}"
             else:
-                what = "recovered"
+                what = e.status.replace("_", " ")
             lines.append(f"  {iso(e.timestamp)} ({e.timestamp:.0f})  value {e.value:.6g}  {what}")
     if plot:
         lines.append(f"plot: {plot}")
@@ -124,11 +156,12 @@ def _text(source: str, ex: Examination, rp: Replay | None, plot: str | None,
 @click.command()
 @click.argument("path", required=False, type=click.Path(path_type=Path, dir_okay=False))
 @click.option("--metric", help="Analyse this metric from the hot store instead of a file.")
-@click.option("--algorithms", help="Comma-separated algorithms (default: ALGORITHMS and the "
-              "CUSTOM_ALGORITHMS used with crucible).")
+@click.option("--algorithms", help="Comma-separated algorithms to vote (CONSENSUS of them) "
+              "instead of the analyzer's own judgement (its detector, custom algorithms used "
+              "with crucible, and stages).")
 @click.option("--replay", "do_replay", is_flag=True,
-              help="Judge the window ending at every point, as the analyzer would have, and "
-              "list where it would have alerted (EXPIRATION_TIME apart).")
+              help="Run every point through the pipeline in order, as the analyzer would "
+              "have, and list its events and where it would have alerted.")
 @click.option("--plot", type=click.Path(path_type=Path, dir_okay=False),
               help="Write a PNG of the series with the anomalous points marked.")
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
@@ -136,9 +169,9 @@ def _text(source: str, ex: Examination, rp: Replay | None, plot: str | None,
 def crucible(obj: _HasSettings, path: Path | None, metric: str | None, algorithms: str | None,
              do_replay: bool, plot: Path | None, as_json: bool) -> None:
     """Analyse one series: a CSV (timestamp,value; header optional) or JSON ([[t, v], ...]
-    or {"points": ...}) file, or --metric NAME from the hot store. Prints each algorithm's
-    verdict and explanation and the consensus."""
-    from skyline.analysis.crucible import crucible_judge, examine, select_algorithms
+    or {"points": ...}) file, or --metric NAME from the hot store. Prints what the analyzer
+    would say about its newest point (the detector, each opinion's explanation, the stages)."""
+    from skyline.analysis.crucible import crucible_pipeline, examine
 
     if (path is None) == (metric is None):
         raise click.UsageError("give a PATH or --metric NAME (one of them)")
@@ -151,13 +184,13 @@ def crucible(obj: _HasSettings, path: Path | None, metric: str | None, algorithm
         assert metric is not None
         t, v = _read_metric(settings, metric, min_points)
         source, name, now = metric, metric, time.time()
-    builtins, customs = select_algorithms(settings, algorithms)
     expiration = float(settings.EXPIRATION_TIME)
     rp = None
-    with crucible_judge(settings, builtins, customs) as judge:
-        ex = examine(judge, name, t, v, now=now)
+    with crucible_pipeline(settings, algorithms) as pipeline:
+        ex = examine(pipeline, name, t, v, now=now,
+                     detector="algorithms" if algorithms else None)
         if do_replay or plot is not None:
-            rp = _replay(judge, name, t, v, expiration, show_progress=True)
+            rp = _replay(pipeline, name, t, v, expiration, show_progress=True)
     plot_path = None
     if plot is not None:
         from skyline.plots.series import series_png
@@ -165,7 +198,8 @@ def crucible(obj: _HasSettings, path: Path | None, metric: str | None, algorithm
         assert rp is not None
         png = series_png(t, v, title=f"{source}: {rp.anomalous_count} anomalous points",
                          anomalous=rp.anomalous, alerts=[e.timestamp for e in rp.alerts],
-                         recovered=[e.timestamp for e in rp.events if e.status == "recovered"])
+                         recovered=[e.timestamp for e in rp.events
+                                    if e.status in ("recovered", "new_level")])
         try:
             plot.write_bytes(png)
         except OSError as e:

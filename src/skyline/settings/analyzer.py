@@ -75,6 +75,37 @@ class AnalyzerSettings(_Table):
         description="Keyword overrides per algorithm of ALGORITHMS, e.g. "
         "{ grubbs = { two_sided = false } } (docs/algorithms.md lists them).",
     )
+    recovery_period: float = Field(
+        600.0, ge=0, le=7 * 86400,
+        description="Seconds a metric must stay back inside the range it kept before an "
+        "incident (and not be judged anomalous) before the incident closes as recovered.",
+    )
+    new_level_after: float = Field(
+        14400.0, ge=0, le=30 * 86400,
+        description="Seconds after which an incident whose metric never came back closes as "
+        "a new level (the metric changed for good) instead of staying open; 0: never.",
+    )
+    catch_up: int = Field(
+        60, ge=1, le=100_000,
+        description="New points per metric the score and consensus detectors judge in one "
+        "run (after a pause, the newest); the consensus ensemble and custom algorithms judge "
+        "only the newest.",
+    )
+    stages: list[str] = Field(
+        default_factory=list,
+        description="Stages that confirm or veto each anomaly candidate before it alerts, in "
+        "order (docs/analyzer.md, \"Stages\"): margin, and those installed through the "
+        "skyline.stages entry point.",
+    )
+    stage_budget: float = Field(
+        1.0, gt=0, le=600,
+        description="Seconds all stages together may spend on one candidate; a stage that "
+        "errs or answers later abstains (the candidate is not vetoed by it).",
+    )
+    stage_options: dict[str, dict[str, Any]] = Field(
+        default_factory=dict,
+        description="Options per stage, e.g. { margin = { min_excess = 0.1 } }.",
+    )
 
 
 class CustomAlgorithmSettings(_Table):
@@ -166,6 +197,13 @@ def check_analyzer(s: Settings) -> None:
         if unknown:
             raise ValueError(f"CUSTOM_ALGORITHMS {name!r} use_with names unknown apps: "
                              f"{', '.join(unknown)}")
+    a = s.analyzer
+    if len(set(a.stages)) != len(a.stages):
+        raise ValueError("analyzer.stages lists a stage twice")
+    unknown = sorted(set(a.stage_options) - set(a.stages))
+    if unknown:
+        raise ValueError(f"analyzer.stage_options names stages not in analyzer.stages: "
+                         f"{', '.join(unknown)}")
     unused = sorted(set(s.analyzer.algorithm_params) - set(algorithms))
     if unused:
         raise ValueError(f"analyzer.algorithm_params names algorithms not in ALGORITHMS: "

@@ -7,7 +7,7 @@ pipelined GETs decoded with numpy. Trimming lives in roomba.py.
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -55,14 +55,15 @@ _READ_SIZE = 65536
 
 
 def _raw_appends(
-    conn: AbstractConnection, batch: Sequence[str], payloads: Sequence[bytes]
+    conn: AbstractConnection, batch: Sequence[str], payloads: Sequence[bytes],
+    key_of: Callable[[str], str] = keys.series,
 ) -> tuple[list[Any], bool]:
-    """Send one APPEND per name (`payloads[i]` to `batch[i]`) in one write and read the
-    replies: ints (the new length) or hiredis.ReplyError. Retried on connection errors under
-    the connection's Retry policy; returns (replies, whether it was retried)."""
+    """Send one APPEND per name (`payloads[i]` to the key `key_of(batch[i])`) in one write and
+    read the replies: ints (the new length) or hiredis.ReplyError. Retried on connection errors
+    under the connection's Retry policy; returns (replies, whether it was retried)."""
     commands = []
     for name, payload in zip(batch, payloads, strict=True):
-        key = keys.series(name).encode()
+        key = key_of(name).encode()
         commands.append(_APPEND_RESP % (len(key), key, len(payload), payload))
     packed = [b"".join(commands)]
     attempts = 0
@@ -165,6 +166,34 @@ class HotStore:
             pool.release(conn)
         return stats
 
+    def append_beside(self, key_of: Callable[[str], str], names: Sequence[str],
+                      payloads: Sequence[bytes]) -> int:
+        """Append `payloads[i]` to the key `key_of(names[i])` (a series kept beside the
+        metric's own, such as its scores: nothing is indexed), on the same fast path as
+        append_payloads. Returns how many APPENDs Redis refused."""
+        if not names:
+            return 0
+        pool = getattr(self.client, "connection_pool", None)
+        refused = 0
+        if not HAVE_HIREDIS or pool is None:
+            pipe = self.client.pipeline(transaction=False)
+            for name, payload in zip(names, payloads, strict=True):
+                pipe.append(key_of(name), payload)
+            return sum(not isinstance(r, int) for r in pipe.execute(raise_on_error=False))
+        conn = pool.get_connection()
+        try:
+            step = self.write_batch_size
+            for start in range(0, len(names), step):
+                replies, _ = _raw_appends(conn, names[start:start + step],
+                                          payloads[start:start + step], key_of)
+                refused += sum(not isinstance(r, int) for r in replies)
+        except BaseException:
+            conn.disconnect()
+            raise
+        finally:
+            pool.release(conn)
+        return refused
+
     def _append_pipelined(self, names: Sequence[str], payloads: Sequence[bytes],
                           stats: WriteStats, index_all: bool) -> None:
         """The same writes through redis-py's pipeline (clients without a plain connection)."""
@@ -217,8 +246,9 @@ class HotStore:
             pipe = self.client.pipeline(transaction=False)
             for name in chunk:
                 pipe.delete(keys.series(name))
+                pipe.delete(*keys.metric_keys(name)[1:])  # its analysis state and scores
             pipe.srem(keys.METRIC_INDEX, *chunk)
-            deleted += sum(pipe.execute()[:-1])
+            deleted += sum(pipe.execute()[:-1:2])
         return deleted
 
     # index --------------------------------------------------------------------------------

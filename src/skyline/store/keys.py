@@ -19,9 +19,9 @@ ANOMALY_STREAM = "skyline.events.anomalies"
 #: set of "component:instance" that have published self-metrics
 TELEMETRY_INDEX = "skyline.telemetry.instances"
 
-#: hash metric -> JSON of its open anomaly (skyline.analysis.incidents.Incident): one HGETALL
-#: per analyzer run reads them all, and they survive restarts
-ANALYZER_INCIDENTS = "skyline.analyzer.incidents"
+#: the hash of open incidents that releases before 0.2 kept (metric -> JSON); read once to
+#: carry open incidents into the analysis states, then deleted
+LEGACY_ANALYZER_INCIDENTS = "skyline.analyzer.incidents"
 
 
 def series(metric: str) -> str:
@@ -29,10 +29,21 @@ def series(metric: str) -> str:
     return f"{SERIES_PREFIX}{metric}{SERIES_SUFFIX}"
 
 
+def analysis_state(metric: str) -> str:
+    """A metric's analysis state record (skyline.analysis.state): cursor, open incident,
+    the detector's memory of the metric."""
+    return f"skyline.analysis.{{{metric}}}"
+
+
 def scores(metric: str) -> str:
     """The string holding a metric's anomaly-score series (written by the analyzer), packed
     as the metric's own series is, with the same hash tag."""
     return f"skyline.scores.{{{metric}}}"
+
+
+def metric_keys(metric: str) -> tuple[str, ...]:
+    """Every key that belongs to one metric (deleted with it)."""
+    return (series(metric), analysis_state(metric), scores(metric))
 
 
 def metric_of_series(key: str) -> str:

@@ -1,8 +1,9 @@
 """Trimming the hot store (upstream's roomba).
 
 Each pass walks the metric index from where the last one stopped, at most `max_keys` series.
-A series is rewritten sorted, de-duplicated (last write wins) and cut to the retention window;
-one with no point left is deleted with its index entry. Points appended while a series is
+A series (and its anomaly-score series beside it) is rewritten sorted, de-duplicated (last
+write wins) and cut to the retention window; one with no point left is deleted with its index
+entry and the metric's other keys (analysis state, scores). Points appended while a series is
 being trimmed are kept: the rewrite runs as a script that only replaces the bytes it read and
 keeps anything appended since.
 """
@@ -10,6 +11,7 @@ keeps anything appended since.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -61,13 +63,21 @@ class Roomba:
         self._rewrite = client.register_script(_REWRITE)
 
     def trim_names(self, names: list[str], now: float) -> TrimStats:
+        stats = self._trim(names, now, keys.series)
+        # the score series beside them keep the same window (their stats are not counted:
+        # a metric's scores are part of it)
+        self._trim(names, now, keys.scores)
+        return stats
+
+    def _trim(self, names: list[str], now: float, key_of: Callable[[str], str]) -> TrimStats:
         stats = TrimStats(examined=len(names))
         if not names:
             return stats
+        series = key_of is keys.series
         oldest = now - self.retention
         pipe = self.client.pipeline(transaction=False)
         for name in names:
-            pipe.get(keys.series(name))
+            pipe.get(key_of(name))
         raws = pipe.execute(raise_on_error=False)
 
         writes: list[tuple[str, int, bytes]] = []
@@ -76,7 +86,7 @@ class Roomba:
             if isinstance(raw, redis.ResponseError):
                 # not a string: nothing Skyline wrote; drop it so readers never trip on it
                 stats.wrong_type_removed += 1
-                self.client.delete(keys.series(name))
+                self.client.delete(key_of(name))
                 orphans.append(name)
                 continue
             if isinstance(raw, Exception):
@@ -97,7 +107,7 @@ class Roomba:
         if writes:
             pipe = self.client.pipeline(transaction=False)
             for name, expected, data in writes:
-                self._rewrite(keys=[keys.series(name)], args=[expected, data], client=pipe)
+                self._rewrite(keys=[key_of(name)], args=[expected, data], client=pipe)
             for (name, _, _), result in zip(writes, pipe.execute(), strict=True):
                 if result == -1:
                     stats.conflicts += 1
@@ -106,19 +116,27 @@ class Roomba:
                     orphans.append(name)
                 else:
                     stats.rewritten += 1
-        if orphans:
+        if orphans and series:
             self._unindex(orphans)
         return stats
 
     def _unindex(self, names: list[str]) -> None:
-        """Remove names whose series is gone; re-add any that a writer re-created meanwhile."""
+        """Remove names whose series is gone, with the rest of their keys (analysis state,
+        scores); re-add any that a writer re-created meanwhile."""
         self.client.srem(keys.METRIC_INDEX, *names)
         pipe = self.client.pipeline(transaction=False)
         for name in names:
             pipe.exists(keys.series(name))
-        back = [n for n, e in zip(names, pipe.execute(), strict=True) if e]
+        exists = pipe.execute()
+        back = [n for n, e in zip(names, exists, strict=True) if e]
         if back:
             self.client.sadd(keys.METRIC_INDEX, *back)
+        gone = [n for n, e in zip(names, exists, strict=True) if not e]
+        if gone:
+            pipe = self.client.pipeline(transaction=False)
+            for name in gone:
+                pipe.delete(*keys.metric_keys(name)[1:])
+            pipe.execute()
 
     def run_pass(self, now: float, max_keys: int) -> TrimStats:
         """Trim up to `max_keys` series, continuing from the cursor the last pass left."""

@@ -52,6 +52,9 @@ class Alert:
         if self.test:
             return f"Skyline test alert: {e.metric}"
         if self.resolved:
+            if e.status == "new_level":
+                return (f"Skyline: {e.metric} settled at a new level ({fmt(e.value)}) at "
+                        f"{self.when}")
             return f"Skyline: {e.metric} recovered at {self.when}"
         return f"Skyline anomaly: {e.metric} = {fmt(e.value)} at {self.when}"
 

@@ -81,11 +81,15 @@ class Dispatcher:
     def handle(self, event: AnomalyEvent) -> None:
         if not self.s.ENABLE_ALERTS:
             return
+        if event.status == "vetoed":
+            # a candidate a stage vetoed: stored by panorama, never alerted
+            self.tel.incr("events_vetoed")
+            return
         routes = self.router.routes(event.metric)
         if not routes:
             return
         now = time.time()
-        if event.status == "recovered":
+        if event.status in ("recovered", "new_level"):
             for r in routes:
                 if r.channel in self.resolving:
                     self._resolve(event, r, now)

@@ -33,7 +33,7 @@ def build_payload(alert: Alert, graph_url: str | None) -> dict[str, Any]:
     if alert.test:
         head = "Skyline test alert"
     elif alert.resolved:
-        head = "Skyline: recovered"
+        head = "Skyline: new level" if e.status == "new_level" else "Skyline: recovered"
     else:
         head = "Skyline anomaly"
     blocks: list[dict[str, Any]] = [

@@ -14,12 +14,14 @@ from typing import Any
 import redis
 
 from skyline.analysis.config import AnalyzerConfig, from_settings
-from skyline.analysis.decide import Decisions, IncidentStore, decide
-from skyline.analysis.judge import CustomFailures, Judgement
-from skyline.events.stream import publish
+from skyline.analysis.emit import publish_all
+from skyline.analysis.judge import CustomFailures
+from skyline.analysis.stages import StageStats
+from skyline.core.events import AnomalyEvent
 from skyline.services.analyzer.slice import Job, SliceResult
 from skyline.services.analyzer.workers import InlinePool, PoolOutcome, WorkerPool
 from skyline.settings import Settings
+from skyline.store import keys
 from skyline.store.hotstore import HotStore
 from skyline.store.sql.runs import RunStats
 
@@ -29,16 +31,28 @@ log = logging.getLogger(__name__)
 @dataclass
 class RunReport:
     stats: RunStats
-    decisions: Decisions = field(default_factory=Decisions)
-    anomalies: int = 0  # metrics judged anomalous (events or not)
+    events: list[AnomalyEvent] = field(default_factory=list)  # published, in metric order
+    suppressed: int = 0
     failed: list[str] = field(default_factory=list)
     unanalysed: int = 0
     custom: CustomFailures = field(default_factory=CustomFailures)
     algorithm_errors: dict[str, str] = field(default_factory=dict)
+    stage_stats: StageStats = field(default_factory=StageStats)
     breakdown: Counter[str] = field(default_factory=Counter)  # anomalies per algorithm
     abandoned: bool = False
     restarts: int = 0
-    found: list[Judgement] = field(default_factory=list)  # every anomalous judgement
+
+    def of(self, status: str) -> list[AnomalyEvent]:
+        return [e for e in self.events if e.status == status]
+
+    @property
+    def anomalous(self) -> list[AnomalyEvent]:
+        return self.of("anomalous")
+
+    @property
+    def candidates(self) -> int:
+        """Anomaly candidates: confirmed (alerted) and vetoed."""
+        return len(self.anomalous) + len(self.of("vetoed"))
 
     @property
     def metrics_per_second(self) -> float:
@@ -88,7 +102,7 @@ class Analyzer:
         self.config: AnalyzerConfig = from_settings(settings, registry)
         self.client = client
         self.store = HotStore(client)
-        self.incidents = IncidentStore(client)
+        self._legacy_checked = False
         self.instance = settings.instance
         n = settings.ANALYZER_PROCESSES if processes is None else processes
         self.pool: WorkerPool | InlinePool
@@ -111,10 +125,13 @@ class Analyzer:
         started = time.time()
         t0 = time.perf_counter()
         names = self.config.skip_filter(self.store.names())
-        incidents = self.incidents.load()
+        if not self._legacy_checked:
+            # incidents kept by releases before the per-metric analysis state: forgotten (a
+            # metric still broken opens a new incident at its next point)
+            self.client.delete(keys.LEGACY_ANALYZER_INCIDENTS)
+            self._legacy_checked = True
         listed = time.perf_counter()
-        watch = frozenset(incidents)
-        jobs = [Job(part, watch, now) for part in split(names, self.pool.processes)]
+        jobs = [Job(part, now, started) for part in split(names, self.pool.processes)]
         restarts = self.pool.restarts
         outcome = self.pool.run(jobs, stop)
         if outcome.redis_error:
@@ -123,44 +140,34 @@ class Analyzer:
         merged = SliceResult()
         for r in outcome.results:
             merged.merge(r)
-        decisions = decide(merged.anomalies, merged.normal, incidents, self.config.expiration,
-                           created=started)
-        if decisions.events:
-            # one round trip for every event (a Pipeline is a Redis client to publish())
-            pipe = self.client.pipeline(transaction=False)
-            for event in decisions.events:
-                publish(pipe, event, maxlen=self.settings.redis.anomaly_stream_maxlen)
-            pipe.execute()
-        complete = not outcome.failed and not outcome.abandoned and not outcome.unanalysed
-        present = set(names)
-        forget = [m for m in incidents if m not in present] if complete else []
-        self.incidents.save(decisions, forget)
+        events = sorted(merged.events, key=lambda e: (e.metric, e.timestamp))
+        publish_all(self.client, events, maxlen=self.settings.redis.anomaly_stream_maxlen)
         done = time.perf_counter()
 
         stages = {k: round(v, 4) for k, v in merged.stages.items()}
         stages.update(list=round(listed - t0, 4), workers=round(worked - listed, 4),
                       publish=round(done - worked, 4))
+        candidates = sum(1 for e in events if e.status in ("anomalous", "vetoed"))
         stats = RunStats(instance=self.instance, started=started, duration=done - t0,
-                         metrics=len(names), analysed=merged.analysed,
-                         anomalies=len(merged.anomalies),
+                         metrics=len(names), analysed=merged.analysed, anomalies=candidates,
                          exceptions=_exceptions(merged, outcome, merged.custom), stages=stages)
-        report = RunReport(stats=stats, decisions=decisions, anomalies=len(merged.anomalies),
+        report = RunReport(stats=stats, events=events, suppressed=merged.suppressed,
                            failed=outcome.failed, unanalysed=outcome.unanalysed,
                            custom=merged.custom, algorithm_errors=merged.algorithm_errors,
-                           abandoned=outcome.abandoned,
-                           restarts=self.pool.restarts - restarts + merged.restarts,
-                           found=sorted(merged.anomalies, key=lambda j: j.metric))
-        for j in merged.anomalies:
-            report.breakdown.update(j.triggered)
+                           stage_stats=merged.stage_stats, abandoned=outcome.abandoned,
+                           restarts=self.pool.restarts - restarts + merged.restarts)
+        for e in events:
+            if e.status in ("anomalous", "vetoed"):
+                report.breakdown.update(e.triggered)
         self._log(report)
         return report
 
     def _log(self, r: RunReport) -> None:
         s = r.stats
-        log.info("analyzer run: %d metrics, %d analysed, %d anomalous (%d events, %d "
-                 "recovered, %d within EXPIRATION_TIME) in %.2fs; exceptions %s; breakdown %s",
-                 s.metrics, s.analysed, r.anomalies, len(r.decisions.anomalous),
-                 len(r.decisions.recovered), r.decisions.suppressed, s.duration,
+        log.info("analyzer run: %d metrics, %d analysed, %d anomalous, %d vetoed, %d "
+                 "recovered, %d new level in %.2fs; exceptions %s; breakdown %s",
+                 s.metrics, s.analysed, len(r.anomalous), len(r.of("vetoed")),
+                 len(r.of("recovered")), len(r.of("new_level")), s.duration,
                  s.exceptions or "none", dict(r.breakdown) or "none")
         for line in r.failed:
             log.error("analyzer: %s", line)

@@ -34,10 +34,15 @@ def record(tel: Telemetry, report: RunReport) -> None:
     tel.incr("runs")
     tel.incr("metrics", s.metrics)
     tel.incr("analysed", s.analysed)
-    tel.incr("anomalies", report.anomalies)
-    tel.incr("events_anomalous", len(report.decisions.anomalous))
-    tel.incr("events_recovered", len(report.decisions.recovered))
-    tel.incr("events_suppressed", report.decisions.suppressed)
+    tel.incr("anomalies", report.candidates)
+    for status in ("anomalous", "vetoed", "recovered", "new_level"):
+        tel.incr(f"events_{status}", len(report.of(status)))
+    tel.incr("events_suppressed", report.suppressed)
+    st = report.stage_stats
+    tel.incr("stage_checks", st.checked)
+    tel.incr("stage_vetoes", st.vetoed)
+    tel.incr("stage_errors", st.errors)
+    tel.incr("stage_overruns", st.overruns)
     tel.incr("worker_failures", len(report.failed))
     tel.incr("process_restarts", report.restarts)
     for label, n in s.exceptions.items():

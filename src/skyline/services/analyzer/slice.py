@@ -1,9 +1,10 @@
-"""One worker's share of a run: fetch its metrics chunk by chunk and judge them.
+"""One worker's share of a run: fetch its metrics and their analysis states chunk by chunk,
+run them through the analysis pipeline, store the states, and hand back the events.
 
-The next chunk is fetched in a thread while the current one is judged: fetching is mostly
-waiting for Redis (which runs in its own process), judging is numpy, so the two overlap.
-Only what the parent needs travels back: counts, timings, and the full judgement of the few
-metrics that are anomalous or have an open incident.
+The next chunk is fetched in a thread while the current one is analysed: fetching is mostly
+waiting for Redis (which runs in its own process), analysis is numpy, so the two overlap. Only
+what the parent needs travels back: counts, timings, and the events (windows compressed here,
+in parallel across workers).
 """
 
 from __future__ import annotations
@@ -14,29 +15,44 @@ from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
+import numpy as np
 import redis
 
+from skyline.algorithms import Status, prepare_flat
 from skyline.analysis.config import AnalyzerConfig
+from skyline.analysis.emit import to_event
 from skyline.analysis.isolation import Isolation
-from skyline.analysis.judge import CustomFailures, Judge, Judgement
+from skyline.analysis.judge import CustomFailures
+from skyline.analysis.pipeline import Points
+from skyline.analysis.stages import StageStats
+from skyline.core.events import AnomalyEvent
+from skyline.store import keys
+from skyline.store.analysis_state import StateStore
 from skyline.store.flatread import Flat, FlatReader
+from skyline.store.hotstore import HotStore
+from skyline.store.series import POINT_SIZE, encode
+
+SOURCE = "analyzer"
 
 
 @dataclass
 class Job:
     names: list[str]
-    watch: frozenset[str] = frozenset()  # metrics with an open incident: report them when normal
     now: float | None = None  # None: the clock when each chunk is fetched
+    created: float = 0.0  # the run's start, stamped on its events
 
 
 @dataclass
 class SliceResult:
     metrics: int = 0
-    analysed: int = 0
+    analysed: int = 0  # metrics whose newest point was judged
+    points: int = 0  # new analysis points processed
     exceptions: Counter[str] = field(default_factory=Counter)
     stages: dict[str, float] = field(default_factory=dict)
-    anomalies: list[Judgement] = field(default_factory=list)
-    normal: list[Judgement] = field(default_factory=list)  # watched metrics judged normal
+    events: list[AnomalyEvent] = field(default_factory=list)
+    suppressed: int = 0  # anomalies in a first run's history, not reported
+    states_rebuilt: int = 0
+    stage_stats: StageStats = field(default_factory=StageStats)
     missing: int = 0
     wrong_type: int = 0
     corrupt: int = 0
@@ -47,12 +63,15 @@ class SliceResult:
     def merge(self, other: SliceResult) -> None:
         self.metrics += other.metrics
         self.analysed += other.analysed
+        self.points += other.points
         self.exceptions.update(other.exceptions)
         for k, v in other.stages.items():
             # workers run side by side: a stage takes as long as its slowest worker
             self.stages[k] = max(self.stages.get(k, 0.0), v)
-        self.anomalies += other.anomalies
-        self.normal += other.normal
+        self.events += other.events
+        self.suppressed += other.suppressed
+        self.states_rebuilt += other.states_rebuilt
+        self.stage_stats.merge(other.stage_stats)
         self.missing += other.missing
         self.wrong_type += other.wrong_type
         self.corrupt += other.corrupt
@@ -63,14 +82,16 @@ class SliceResult:
 
 
 class SliceAnalyzer:
-    """Lives in a worker process for its whole life: the read buffers, the ensemble and the
+    """Lives in a worker process for its whole life: the read buffers, the pipeline and the
     custom algorithms' process are made once and reused every run."""
 
     def __init__(self, config: AnalyzerConfig, client: redis.Redis) -> None:
         self.config = config
         self.readers = [FlatReader(client, batch=config.read_batch) for _ in range(2)]
+        self.states = StateStore(client)
+        self.store = HotStore(client)
         self.isolation = Isolation(config.customs) if config.customs else None
-        self.judge = Judge(config.params, config.customs, isolation=self.isolation)
+        self.pipeline = config.pipeline(self.isolation)
         self._pool = ThreadPoolExecutor(1, thread_name_prefix="analyzer-fetch")
 
     def close(self) -> None:
@@ -78,10 +99,12 @@ class SliceAnalyzer:
         if self.isolation is not None:
             self.isolation.close()
 
-    def _fetch(self, reader: FlatReader, names: Sequence[str]) -> tuple[Flat, float, float]:
+    def _fetch(self, reader: FlatReader, names: Sequence[str]
+               ) -> tuple[Flat, list[bytes | None], float, float]:
         started = time.perf_counter()
         flat = reader.read(names)
-        return flat, time.time(), time.perf_counter() - started
+        blobs = self.states.read(names)
+        return flat, blobs, time.time(), time.perf_counter() - started
 
     def run(self, job: Job) -> SliceResult:
         out = SliceResult(metrics=len(job.names))
@@ -90,45 +113,82 @@ class SliceAnalyzer:
         size = self.config.chunk_size
         chunks = [job.names[i:i + size] for i in range(0, len(job.names), size)]
         restarts = self.isolation.restarts if self.isolation is not None else 0
+        checked = self.pipeline.stages.stats
+        self.pipeline.stages.stats = StageStats()
         pending = self._pool.submit(self._fetch, self.readers[0], chunks[0]) if chunks else None
         for k, names in enumerate(chunks):
             assert pending is not None
             waited = time.perf_counter()
-            flat, fetched_at, took = pending.result()
+            flat, blobs, fetched_at, took = pending.result()
             stages["fetch_wait"] += time.perf_counter() - waited
             stages["fetch"] += took
             if k + 1 < len(chunks):
                 pending = self._pool.submit(self._fetch, self.readers[(k + 1) % 2],
                                             chunks[k + 1])
-            self._judge_chunk(names, flat, job, fetched_at, out, stages)
+            self._analyse_chunk(names, flat, blobs, job, fetched_at, out, stages)
         stages["worker_cpu"] = time.process_time() - cpu
         out.stages = dict(stages)
+        out.stage_stats = self.pipeline.stages.stats
+        self.pipeline.stages.stats = checked
         if self.isolation is not None:
             out.restarts = self.isolation.restarts - restarts
         return out
 
-    def _judge_chunk(self, names: list[str], flat: Flat, job: Job, fetched_at: float,
-                     out: SliceResult, stages: dict[str, float]) -> None:
+    def _analyse_chunk(self, names: list[str], flat: Flat, blobs: list[bytes | None], job: Job,
+                       fetched_at: float, out: SliceResult, stages: dict[str, float]) -> None:
         out.missing += flat.stats.missing
         out.wrong_type += flat.stats.wrong_type
         out.corrupt += flat.stats.corrupt
         now = job.now if job.now is not None else fetched_at
-        verdicts = self.judge.judge_flat(
-            names, flat.timestamps, flat.values, flat.counts, now=now,
-            monotonic=self.config.monotonic_flags(names))
-        for stage, took in verdicts.timings.items():
-            stages[stage] += took
-        out.analysed += int(verdicts.judged.sum())
-        out.exceptions.update(verdicts.exception_counts())
-        out.custom.merge(verdicts.failures)
-        for name, err in verdicts.algorithm_errors.items():
-            out.algorithm_errors.setdefault(name, err)
         started = time.perf_counter()
-        # windows are compressed here, in parallel across workers, not in the parent
-        for row in verdicts.anomalous.nonzero()[0]:
-            out.anomalies.append(verdicts.judgement(int(row)).pack())
-        if job.watch:
-            for i, name in enumerate(names):
-                if name in job.watch and verdicts.judged[i] and not verdicts.anomalous[i]:
-                    out.normal.append(verdicts.judgement(i).pack())
+        prepared = prepare_flat(flat.timestamps, flat.values, flat.counts,
+                                self.config.params, now=now,
+                                monotonic=self.config.monotonic_flags(names), analyse_all=True)
+        stages["prepare"] += time.perf_counter() - started
+        states, rebuilt = self.pipeline.layout.unpack(blobs)
+        if self.pipeline.learner is not None and rebuilt.any():
+            states["detector"][rebuilt] = self.pipeline.learner.new(int(rebuilt.sum()))
+        result = self.pipeline.run(names, prepared, states)
+        stages["algorithms"] += result.timings.get("opinions", 0.0)
+        stages["steps"] += result.timings.get("steps", 0.0)
+        v = result.verdicts
+        p = result.points
+        out.analysed += len(np.unique(p.metric[p.judged & p.newest]))
+        if v is not None:
+            out.custom.merge(v.failures)
+            for name, err in v.algorithm_errors.items():
+                out.algorithm_errors.setdefault(name, err)
+            for stage, took in v.timings.items():
+                if stage != "algorithms":
+                    stages[stage] += took
+        codes, counts = np.unique(prepared.status, return_counts=True)
+        out.exceptions.update({Status(int(c)).label: int(n)
+                               for c, n in zip(codes, counts, strict=True) if c != Status.OK})
+        out.points += len(result.points)
+        out.suppressed += result.suppressed
+        out.states_rebuilt += int(rebuilt.sum())
+        started = time.perf_counter()
+        for pe in result.events:
+            out.events.append(to_event(pe, SOURCE, job.created))
         stages["explain"] += time.perf_counter() - started
+        started = time.perf_counter()
+        touched = np.unique(result.points.metric)  # a state is stored once it has a cursor
+        if len(touched):
+            self.states.write([names[i] for i in touched.tolist()],
+                              self.pipeline.layout.pack(states, touched))
+            self._write_scores(names, result.points)
+        stages["state_write"] += time.perf_counter() - started
+
+    def _write_scores(self, names: list[str], p: Points) -> None:
+        """Every judged point's score, appended to its metric's score series (keys.scores):
+        one APPEND per metric, on the write path's fast lane."""
+        judged = np.flatnonzero(p.judged)
+        if not len(judged):
+            return
+        metric = p.metric[judged]
+        packed = encode(p.t[judged], p.score[judged])
+        cuts = np.flatnonzero(np.r_[True, metric[1:] != metric[:-1], True])
+        owners = [names[int(m)] for m in metric[cuts[:-1]].tolist()]
+        payloads = [packed[a * POINT_SIZE:b * POINT_SIZE]
+                    for a, b in zip(cuts[:-1].tolist(), cuts[1:].tolist(), strict=True)]
+        self.store.append_beside(keys.scores, owners, payloads)

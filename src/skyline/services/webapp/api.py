@@ -73,7 +73,8 @@ def router(ctx: Context) -> APIRouter:
         until: str | None = Query(None, description=TIME_HELP),
         algorithm: str | None = Query(None, description="among the triggered algorithms"),
         min_score: float | None = Query(None, allow_inf_nan=False),
-        status: str | None = Query(None, description="anomalous or recovered"),
+        status: str | None = Query(None, description="anomalous, vetoed, recovered or "
+                                   "new_level"),
         source: str | None = Query(None, description="analyzer, mirage, boundary..."),
         limit: int = Query(50, ge=1, le=MAX_LIMIT),
         before: str | None = Query(None, description="`next` of a page: older anomalies"),

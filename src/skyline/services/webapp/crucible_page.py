@@ -13,7 +13,7 @@ from fastapi import APIRouter, Request, UploadFile
 from fastapi.responses import HTMLResponse
 from starlette.datastructures import UploadFile as StarletteUpload
 
-from skyline.analysis.crucible import crucible_judge, examine, replay, select_algorithms
+from skyline.analysis.crucible import crucible_pipeline, examine, replay_series
 from skyline.analysis.series_text import check_series, parse_series
 from skyline.core.errors import InvalidInput, NotFound
 from skyline.core.types import FloatArray
@@ -65,16 +65,18 @@ def router(ctx: Context) -> APIRouter:
 
     def analyse(source: str, name: str, t: FloatArray, v: FloatArray, now: float | None,
                 algorithms: str, do_replay: bool) -> dict[str, Any]:
-        builtins, customs = select_algorithms(settings, algorithms or None)
         expiration = float(settings.EXPIRATION_TIME)
-        with crucible_judge(settings, builtins, customs) as judge:
-            ex = examine(judge, name, t, v, now=now)
-            rp = replay(judge, name, t, v, expiration=expiration) if do_replay else None
+        with crucible_pipeline(settings, algorithms or None) as pipeline:
+            ex = examine(pipeline, name, t, v, now=now,
+                         detector="algorithms" if algorithms else None)
+            rp = replay_series(pipeline, name, t, v, expiration=expiration) \
+                if do_replay else None
         if rp is not None:
             idx = np.flatnonzero(rp.anomalous)[:MAX_MARKS]
             marks = [{"t": float(t[i]), "v": float(v[i]), "label": "anomalous"} for i in idx]
-        elif ex.anomalous:
-            marks = [{"t": ex.timestamp, "v": ex.value, "label": "anomalous"}]
+        elif ex.candidate:
+            marks = [{"t": ex.timestamp, "v": ex.value,
+                      "label": "vetoed" if ex.event == "vetoed" else "anomalous"}]
         else:
             marks = []
         chart = {"t": t.tolist(), "v": finite_list(v.tolist()), "marks": marks}

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from sqlalchemy.engine import Engine
 
 from skyline.core.errors import InvalidInput, NotFound, PatternError, StoreUnavailable
+from skyline.core.events import STATUSES
 from skyline.core.patterns import REGEX_PREFIX, compile_pattern
 from skyline.core.timeutil import parse_time
 from skyline.core.types import Series
@@ -60,8 +61,8 @@ def anomaly_query(*, metric: str | None = None, pattern: str | None = None,
     since, end = time_param("from", from_), time_param("until", until)
     if since is not None and end is not None and since > end:
         raise InvalidInput("from is after until")
-    if status is not None and status not in ("", "anomalous", "recovered"):
-        raise InvalidInput(f"status must be anomalous or recovered, not {status!r}")
+    if status is not None and status not in ("", *STATUSES):
+        raise InvalidInput(f"status must be one of {', '.join(STATUSES)}, not {status!r}")
     return AnomalyQuery(metric=metric or None, pattern=check_pattern(pattern), since=since,
                         until=end, algorithm=(algorithm or "").strip() or None,
                         min_score=min_score, status=status or None, source=source or None)

@@ -25,16 +25,31 @@ class AlgorithmResultOut(BaseModel):
     text: str
 
 
+class StageVerdictOut(BaseModel):
+    stage: str
+    verdict: Literal["confirm", "veto", "abstain"]
+    reason: str
+    figures: dict[str, float]
+    ms: float = Field(description="how long the stage took, milliseconds")
+
+
 class AnomalyOut(BaseModel):
     id: str
     metric: str
     timestamp: float
-    value: float
+    value: float = Field(description="the value the detector judged (a counter's rate)")
     score: float
     source: str
-    status: Literal["anomalous", "recovered"]
+    status: Literal["anomalous", "vetoed", "recovered", "new_level"] = Field(
+        description="anomalous: confirmed and alerted; vetoed: a candidate a stage vetoed "
+        "(never alerted); recovered: back to what it was before the incident; new_level: the "
+        "incident closed because the metric settled at a new level")
     triggered: list[str]
     results: list[AlgorithmResultOut]
+    stages: list[StageVerdictOut] = Field(description="each stage's verdict, in order")
+    band_low: float | None = Field(description="the range the detector expected (low)")
+    band_high: float | None = Field(description="the range the detector expected (high)")
+    since: float | None = Field(description="when the incident began")
     created: float
 
     @classmethod
@@ -45,7 +60,14 @@ class AnomalyOut(BaseModel):
                                                statistic=finite(r.statistic),
                                                limit=finite(r.limit), text=r.text)
                             for r in e.results],
-                   created=e.created)
+                   stages=[StageVerdictOut(stage=v.stage, verdict=v.verdict,
+                                           reason=v.reason,
+                                           figures={k: x for k, x in v.figures.items()
+                                                    if finite(x) is not None},
+                                           ms=v.ms)
+                           for v in e.stages],
+                   band_low=finite(e.band_low), band_high=finite(e.band_high),
+                   since=finite(e.since), created=e.created)
 
 
 class AnomalyPageOut(BaseModel):

@@ -11,6 +11,7 @@ from typing import Any
 from fastapi import APIRouter, Form, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
+from skyline.analysis.config import triggers
 from skyline.core.errors import InvalidInput, NotFound
 from skyline.core.events import AnomalyEvent
 from skyline.core.timeutil import iso, parse_until
@@ -78,7 +79,8 @@ def router(ctx: Context) -> APIRouter:
     @r.get("/anomalies")
     def anomalies(request: Request, before: str = "", after: str = "") -> HTMLResponse:
         f = {k: request.query_params.get(k, "") for k in FILTERS}
-        algorithms = sorted({*ctx.settings.ALGORITHMS, *([f["algorithm"]] if f["algorithm"] else [])})
+        algorithms = sorted({*triggers(ctx.settings),
+                             *([f["algorithm"]] if f["algorithm"] else [])})
         ctx_: dict[str, Any] = {"f": f, "algorithms": algorithms, "items": [], "next": None,
                                 "prev": None, "cursor_before": before, "cursor_after": after}
         try:

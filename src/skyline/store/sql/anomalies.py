@@ -6,6 +6,7 @@ Every function takes an Engine (and then runs in a transaction of its own) or a 
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -16,7 +17,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection, Engine
 
 from skyline.core.errors import InvalidInput, NotFound
-from skyline.core.events import AlgorithmResult, AnomalyEvent
+from skyline.core.events import AlgorithmResult, AnomalyEvent, StageVerdict
 from skyline.store.sql.models import anomalies, anomaly_algorithms, metrics, name_hash
 
 Conn = Engine | Connection
@@ -127,6 +128,8 @@ def save_anomaly(conn: Conn, event: AnomalyEvent) -> bool:
             "status": event.status,
             # Producers that leave `created` unset get the time panorama recorded them.
             "created": float(event.created) or time.time(),
+            "stages": [dataclasses.asdict(v) for v in event.stages],
+            "band_low": event.band_low, "band_high": event.band_high, "since": event.since,
         }
         if not _insert_ignore(c, anomalies, row, "event_id"):
             return False
@@ -144,7 +147,8 @@ def save_anomaly(conn: Conn, event: AnomalyEvent) -> bool:
 _COLUMNS = (
     anomalies.c.event_id, metrics.c.name, anomalies.c.timestamp, anomalies.c.value,
     anomalies.c.score, anomalies.c.source, anomalies.c.status, anomalies.c.triggered,
-    anomalies.c.results, anomalies.c.window, anomalies.c.created,
+    anomalies.c.results, anomalies.c.window, anomalies.c.created, anomalies.c.stages,
+    anomalies.c.band_low, anomalies.c.band_high, anomalies.c.since,
 )
 
 
@@ -168,6 +172,8 @@ def _event(row: sa.Row[Any]) -> AnomalyEvent:
         results=tuple(AlgorithmResult(**r) for r in results),
         window=bytes(m["window"] or b""),
         created=float(m["created"]),
+        stages=tuple(StageVerdict(**v) for v in (m["stages"] or ())),
+        band_low=m["band_low"], band_high=m["band_high"], since=m["since"],
     )
 
 

@@ -72,7 +72,8 @@ class Metric(Base):
 class Anomaly(Base):
     __tablename__ = "anomalies"
     __table_args__ = (
-        sa.CheckConstraint("status IN ('anomalous', 'recovered')", name="status"),
+        sa.CheckConstraint("status IN ('anomalous', 'recovered', 'vetoed', 'new_level')",
+                           name="status"),
         # newest first, keyset-paginated on (timestamp, id); metric_id so that pattern
         # checks along this walk need no table row
         sa.Index("ix_anomalies_timestamp_id_metric_id", "timestamp", "id", "metric_id"),
@@ -94,6 +95,12 @@ class Anomaly(Base):
     source: Mapped[str] = mapped_column(sa.String(64))
     status: Mapped[str] = mapped_column(sa.String(16))
     created: Mapped[float] = mapped_column(sa.Double)
+    # the analysis pipeline (migration 0006): each stage's verdict, the band the detector
+    # expected, the incident's start; NULL for events stored before it
+    stages: Mapped[list[dict[str, Any]] | None] = mapped_column(sa.JSON, nullable=True)
+    band_low: Mapped[float | None] = mapped_column(sa.Double, nullable=True)
+    band_high: Mapped[float | None] = mapped_column(sa.Double, nullable=True)
+    since: Mapped[float | None] = mapped_column(sa.Double, nullable=True)
 
 
 class AnomalyAlgorithm(Base):

@@ -14,7 +14,7 @@ from typing import Any
 import sqlalchemy as sa
 
 from skyline.core.errors import InvalidInput, NotFound
-from skyline.core.events import AnomalyEvent
+from skyline.core.events import STATUSES, AnomalyEvent
 from skyline.core.patterns import Pattern, compile_pattern
 from skyline.store.sql.anomalies import Conn, _tx, metric_id
 from skyline.store.sql.anomaly_scan import (
@@ -43,7 +43,7 @@ class AnomalyQuery:
     until: float | None = None  # inclusive
     algorithm: str | None = None  # among the triggered algorithms
     min_score: float | None = None
-    status: str | None = None  # anomalous | recovered
+    status: str | None = None  # anomalous | vetoed | recovered | new_level
     source: str | None = None
 
 
@@ -67,8 +67,8 @@ def query_anomalies(conn: Conn, q: AnomalyQuery | None = None, *, limit: int = 5
         raise InvalidInput("give before or after, not both")
     if not 1 <= limit <= MAX_LIMIT:
         raise InvalidInput(f"limit must be between 1 and {MAX_LIMIT}, not {limit}")
-    if q.status is not None and q.status not in ("anomalous", "recovered"):
-        raise InvalidInput(f"status must be anomalous or recovered, not {q.status!r}")
+    if q.status is not None and q.status not in STATUSES:
+        raise InvalidInput(f"status must be one of {', '.join(STATUSES)}, not {q.status!r}")
     a = anomalies.c
     with _tx(conn) as c:
         metric_ids: list[int] | None = None

@@ -1,9 +1,17 @@
-"""Named detector configurations for NAB replay: what history each row's analysis sees, the
-analysis parameters (the same AnalysisParams the analyzer runs with), and how one row's
-ensemble outcome becomes NAB's anomaly_score.
+"""Named variants for `skyline bench nab`: what is replayed and how a row becomes NAB's
+anomaly_score.
 
-Nothing here reads labels, and no parameter depends on the file: a configuration is judged on
-the whole corpus with one threshold per profile, as NAB requires.
+- `default`: the product. The analysis settings in force (the CLI's Settings: detector,
+  incident rules, stages) replayed through the pipeline, row by row (skyline.analysis.replay);
+  a row's anomaly_score is the score of the confirmed anomalous event emitted there, 0
+  elsewhere: exactly what would have alerted.
+- `default-raw`: the same pipeline, every row's detector score (no incidents, no stages).
+- the classic and explored variants: other AnalysisParams (upstream's algorithms, windows and
+  checks) through the same replay engine, a row's score computed from its window's ensemble
+  opinions by a score rule, optionally post-processed causally.
+
+Nothing here reads labels, and no parameter depends on the file: a variant is judged on the
+whole corpus with one threshold per profile, as NAB requires.
 """
 
 from __future__ import annotations
@@ -11,12 +19,16 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 
 from skyline.algorithms import ANOMALOUS, AnalysisParams
 from skyline.algorithms.ensemble import INTENSITY_CAP
+from skyline.analysis.config import AnalyzerConfig
+from skyline.analysis.pipeline import Pipeline
+from skyline.analysis.replay import Replayed
 from skyline.core.errors import InvalidInput
 from skyline.core.types import FloatArray
 
@@ -29,7 +41,7 @@ class RowOpinions:
     verdicts: npt.NDArray[np.int8]
     severity: FloatArray
     consensus: int
-    score: FloatArray  # the analyzer's score (EnsembleResult.score)
+    score: FloatArray  # the detector's score of the row's new point
 
     @property
     def votes(self) -> FloatArray:
@@ -82,8 +94,8 @@ VERDICT = ScoreRule(
 
 
 ANALYZER_SCORE = ScoreRule(
-    "analyzer-score", "the analyzer's own score: for the score detector the anomaly score "
-    "range_excess gives, which the analyzer compares with ANOMALY_SCORE_THRESHOLD",
+    "detector-score", "the detector's own score of the row's new point (for the score "
+    "detector the anomaly score range_excess gives, compared with ANOMALY_SCORE_THRESHOLD)",
     lambda r: r.score)
 
 
@@ -168,48 +180,55 @@ def likelihood(short: int, long: int, floor: float = 1e-3) -> PostFn:
 
 
 @dataclass(frozen=True)
-class Detector:
+class Variant:
     """One replay configuration.
 
-    history: params.full_duration seconds before each row (the analyzer's window), or every
-    row so far when full_duration is infinite. anchor: the FULL_DURATION the algorithms are
-    told, when it differs from the window (first_hour_average's baseline is the hour that
-    starts FULL_DURATION before the last point; an expanding history still needs one).
-    post: a causal transformation of the file's scores, post(timestamps, scores) (row i's
-    output may depend on rows <= i only), applied after the rows are scored.
+    params: the analysis parameters replayed (None: the product's, from the Settings in
+    force). score: how a row's window opinions become its anomaly_score (None: the product's
+    detections, Replayed.alert_scores). history: params.full_duration seconds before each row
+    (the analyzer's window), or every row so far when full_duration is infinite. anchor: the
+    FULL_DURATION the algorithms are told, when it differs from the window (first_hour_average's
+    baseline is the hour that starts FULL_DURATION before the last point; an expanding
+    history still needs one). post: a causal transformation of the file's scores,
+    post(timestamps, scores) (row i's output may depend on rows <= i only).
     """
 
     name: str
     summary: str
-    params: AnalysisParams
-    score: ScoreRule
+    params: AnalysisParams | None = None
+    score: ScoreRule | None = None
     anchor: float | None = None
     post: PostFn | None = None
 
     def __post_init__(self) -> None:
-        if math.isinf(self.params.full_duration) and self.anchor is None:
-            raise InvalidInput(f"detector {self.name}: an expanding history needs an anchor "
+        if self.params is not None and math.isinf(self.params.full_duration) \
+                and self.anchor is None:
+            raise InvalidInput(f"variant {self.name}: an expanding history needs an anchor "
                                "for FULL_DURATION-relative algorithms")
 
     @property
     def history(self) -> float | None:
         """Seconds of history per row; None: every row so far."""
-        fd = self.params.full_duration
+        fd = self.params.full_duration if self.params is not None else 86400.0
         return None if math.isinf(fd) else fd
 
-    def describe(self) -> dict[str, object]:
-        p = self.params
-        return {"name": self.name, "summary": self.summary,
-                "history": "all rows so far" if self.history is None else self.history,
-                "algorithms": list(p.algorithms), "consensus": p.consensus,
-                "score": self.score.name,
-                "post": None if self.post is None else getattr(self.post, "__name__", "post"),
-                "resolution": p.resolution,
+    def describe(self, params: AnalysisParams | None = None) -> dict[str, object]:
+        p = self.params or params
+        out: dict[str, object] = {"name": self.name, "summary": self.summary,
+                                  "score": self.score.name if self.score else "alerts",
+                                  "post": None if self.post is None
+                                  else getattr(self.post, "__name__", "post")}
+        if p is not None:
+            out.update({
+                "history": "all rows so far" if math.isinf(p.full_duration)
+                else p.full_duration,
+                "detector": p.detector, "algorithms": list(p.algorithms),
+                "consensus": p.consensus, "resolution": p.resolution,
                 "min_tolerable_length": p.min_tolerable_length,
                 "detect_counters": p.detect_counters, "early_stop": p.early_stop,
-                "detector": p.detector,
                 "score_threshold": p.score_threshold if p.detector == "score" else None,
-                "score_tail": p.score_tail, "short_fraction": p.short_fraction}
+                "short_fraction": p.short_fraction})
+        return out
 
 
 # NAB's port (nab/detectors/skyline): seven of Etsy's algorithms in this order, grubbs and
@@ -228,7 +247,7 @@ ETSY_NINE: tuple[str, ...] = (
 
 NO_CAP = 1 << 40  # max_points: keep every point of the window
 
-CLASSIC_7 = Detector(
+CLASSIC_7 = Variant(
     name="classic-7",
     summary="NAB's port of Etsy Skyline: seven algorithms on every row so far, score = mean "
             "of the votes",
@@ -247,7 +266,7 @@ CLASSIC_7 = Detector(
     anchor=86400.5,
     score=MEAN_VOTE)
 
-CLASSIC_9 = Detector(
+CLASSIC_9 = Variant(
     name="classic-9",
     summary="Etsy Skyline's analyzer: all nine algorithms on a FULL_DURATION (24 h) window, "
             "Etsy's exception checks, score = votes / opinions",
@@ -259,90 +278,116 @@ CLASSIC_9 = Detector(
                           min_tolerable_length=1, early_stop=False, detector="consensus"),
     score=VOTE_SHARE)
 
-CLASSIC_9_VERDICT = Detector(
+CLASSIC_9_VERDICT = Variant(
     name="classic-9-verdict",
     summary="classic-9 scored by its CONSENSUS (6 of 9) verdict: 1 or 0",
     params=CLASSIC_9.params, score=VERDICT)
 
-# the analyzer's default: the anomaly score (range_excess on FULL_DURATION), one alert per
-# EXPIRATION_TIME (3600 s) while it lasts, as the analyzer's incidents emit events
-ALERT_EXPIRY = 3600.0  # upstream's EXPIRATION_TIME
-
-# Replay judges every point as it arrives, so each point is the newest once: score_tail 1.
-# The analyzer's tail of 3 only adds re-judgements of the two points before the newest, which
-# its EXPIRATION_TIME suppresses; replayed, they come back with scores a hair higher (the
-# window has lost its oldest points since) and slip through hold_back as repeats
-# (docs/benchmarks.md: default-tail-3).
-REPLAY_PARAMS = AnalysisParams(detector="score", score_tail=1)
-
-DEFAULT = Detector(
+DEFAULT = Variant(
     name="default",
-    summary="the analyzer's default analysis (AnalysisParams defaults: 24 h at 60 s analysis "
-            "resolution, detector \"score\", each point judged as it arrives): "
-            "range_excess's anomaly score, held back for an hour after each alert (the "
-            "analyzer's EXPIRATION_TIME)",
-    params=REPLAY_PARAMS, score=ANALYZER_SCORE, post=hold_back(ALERT_EXPIRY))
+    summary="the product: the analysis settings in force (detector, EXPIRATION_TIME, "
+            "recovery and new-level rules, stages) replayed through the pipeline; a row scores "
+            "the score of the confirmed anomalous event it emitted (what would have alerted), "
+            "0 elsewhere")
 
-DEFAULT_UNHELD = Detector(
-    name="default-unheld",
-    summary="default without the hour's hold-back: every row's anomaly score",
-    params=REPLAY_PARAMS, score=ANALYZER_SCORE)
+DEFAULT_RAW = Variant(
+    name="default-raw",
+    summary="the product's detector score on every row (no incidents, no stages)",
+    score=ANALYZER_SCORE)
 
-DEFAULT_TAIL_3 = Detector(
-    name="default-tail-3",
-    summary="default with the analyzer's score_tail of 3 (each row scores the most anomalous "
-            "of its last three points)",
-    params=AnalysisParams(detector="score"), score=ANALYZER_SCORE, post=hold_back(ALERT_EXPIRY))
+# upstream's EXPIRATION_TIME, for the hold-back of the explored variants
+ALERT_EXPIRY = 3600.0
 
 CONSENSUS_PARAMS = AnalysisParams(detector="consensus")
 
-CONSENSUS = Detector(
+CONSENSUS = Variant(
     name="consensus",
     summary="the analyzer with detector \"consensus\" (the default before the score "
             "detector: nine algorithms, CONSENSUS 6 with early stop, MIN_TOLERABLE_LENGTH 100 "
             "for series the window can hold that many of), score = the anomalous verdict",
     params=CONSENSUS_PARAMS, score=VERDICT)
 
-CONSENSUS_VOTE_SHARE = Detector(
+CONSENSUS_VOTE_SHARE = Variant(
     name="consensus-vote-share",
     summary="consensus, scored by the analyzer's votes / opinions (early stop leaves normal "
             "rows with fewer opinions)",
     params=CONSENSUS_PARAMS, score=VOTE_SHARE)
 
 # -- explored (docs/benchmarks.md has every configuration tried) ----------------------------
-CONSENSUS_HOLD = Detector(
+CONSENSUS_HOLD = Variant(
     name="consensus-hold",
     summary="consensus, each alert held back for an hour after the last one (at most one "
             "detection per anomaly run and hour)",
     params=CONSENSUS_PARAMS, score=VERDICT, post=hold_back(ALERT_EXPIRY))
 
-CLASSIC_9_HOLD = Detector(
+CLASSIC_9_HOLD = Variant(
     name="classic-9-hold",
     summary="classic-9's CONSENSUS verdict, each alert held back for an hour",
     params=CLASSIC_9.params, score=VERDICT, post=hold_back(ALERT_EXPIRY))
 
-CLASSIC_9_INTENSITY = Detector(
+CLASSIC_9_INTENSITY = Variant(
     name="classic-9-intensity",
     summary="classic-9 scored by the continuous intensity (mean capped severity) instead of "
             "votes",
     params=CLASSIC_9.params, score=INTENSITY)
 
-FULL_HISTORY_9_HOLD = Detector(
+def _params(v: Variant) -> AnalysisParams:
+    assert v.params is not None
+    return v.params
+
+
+FULL_HISTORY_9_HOLD = Variant(
     name="full-history-9-hold",
     summary="the nine on every row so far (classic-7's settings), CONSENSUS 6 verdict, each "
             "alert held back for an hour",
-    params=replace(CLASSIC_7.params, algorithms=ETSY_NINE, consensus=6),
+    params=replace(_params(CLASSIC_7), algorithms=ETSY_NINE, consensus=6),
     anchor=CLASSIC_7.anchor, score=VERDICT, post=hold_back(ALERT_EXPIRY))
 
-DETECTORS: Mapping[str, Detector] = {d.name: d for d in (
-    DEFAULT, DEFAULT_UNHELD, DEFAULT_TAIL_3, CLASSIC_7, CLASSIC_9, CLASSIC_9_VERDICT, CONSENSUS,
+VARIANTS: Mapping[str, Variant] = {d.name: d for d in (
+    DEFAULT, DEFAULT_RAW, CLASSIC_7, CLASSIC_9, CLASSIC_9_VERDICT, CONSENSUS,
     CONSENSUS_VOTE_SHARE, CONSENSUS_HOLD, CLASSIC_9_HOLD, CLASSIC_9_INTENSITY,
     FULL_HISTORY_9_HOLD)}
 
 
-def get(name: str) -> Detector:
+def get(name: str) -> Variant:
     try:
-        return DETECTORS[name]
+        return VARIANTS[name]
     except KeyError:
-        raise InvalidInput(f"unknown detector {name!r}; known: "
-                           f"{', '.join(DETECTORS)}") from None
+        raise InvalidInput(f"unknown variant {name!r}; known: "
+                           f"{', '.join(VARIANTS)}") from None
+
+
+def pipeline_for(variant: Variant, config: AnalyzerConfig) -> Pipeline:
+    """The pipeline a variant replays: the product's (config: the settings in force), or
+    the variant's own analysis parameters with the same incident rules and no stages."""
+    if variant.params is None:
+        return config.pipeline()
+    return Pipeline(variant.params, config.rules, catch_up=config.catch_up)
+
+
+def score_rows(variant: Variant, timestamps: FloatArray, r: Replayed,
+               consensus: int) -> FloatArray:
+    """A replay's rows as NAB anomaly_scores: the product's detections, or the variant's
+    score rule on the rows with a judged point (others 0), then its post-processing."""
+    if variant.score is None:
+        score = r.alert_scores()
+    else:
+        score = np.zeros(len(r))
+        ok = r.judged
+        if ok.any():
+            severity = np.where(r.verdicts >= 0, r.severity, np.nan)
+            score[ok] = variant.score(RowOpinions(r.verdicts[ok], severity[ok], consensus,
+                                                  r.score[ok]))
+    if variant.post is not None:
+        score = np.asarray(variant.post(timestamps, score), dtype=np.float64)
+    return score
+
+
+def replay_variant(variant: Variant, pipeline: Pipeline, metric: str, t: FloatArray,
+                   v: FloatArray, **kw: Any) -> tuple[FloatArray, Replayed]:
+    """One file replayed as the variant says: (NAB anomaly_scores, the replay)."""
+    from skyline.analysis.replay import replay
+
+    history = variant.history if variant.params is not None else -1.0
+    r = replay(metric, t, v, pipeline, history=history, anchor=variant.anchor, **kw)
+    return score_rows(variant, t, r, pipeline.judge.consensus), r

@@ -1,0 +1,53 @@
+"""From decided events to AnomalyEvents on the stream, for any source (the analyzer,
+boundary, thunder): the same ids, statuses and fields whoever produced them.
+
+Ids are deterministic: the anomalous event of a metric at a time from a source always has
+the same id, so a run repeated after a crash, or a replay, never duplicates a stored anomaly.
+The other statuses get ids of their own (a point first judged anomalous and later, under other
+settings, vetoed must not collide with it).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+import numpy as np
+import redis
+
+from skyline.analysis.pipeline import PointEvent
+from skyline.core.events import AnomalyEvent, event_id, pack_window
+from skyline.events.stream import publish
+
+
+def _finite(x: float) -> float | None:
+    return float(x) if np.isfinite(x) else None
+
+
+def to_event(pe: PointEvent, source: str, created: float, *, level: int = 1) -> AnomalyEvent:
+    """The AnomalyEvent of a decided point (the window compressed at zlib `level`: 1 in the
+    analyzer's workers, where noisy floats barely compress at any level)."""
+    extra: dict[str, Any] = {}
+    if pe.status != "anomalous":
+        extra["id"] = event_id(pe.metric, pe.timestamp, f"{source}/{pe.status}")
+    window = pack_window(pe.window_timestamps, pe.window_values, level=level) \
+        if len(pe.window_timestamps) else b""
+    return AnomalyEvent(
+        metric=pe.metric, timestamp=float(pe.timestamp), value=float(pe.value),
+        score=float(pe.score) if np.isfinite(pe.score) else 0.0, source=source,
+        status=pe.status,  # type: ignore[arg-type]
+        triggered=tuple(pe.triggered), results=tuple(pe.results), window=window,
+        created=created, stages=tuple(pe.stages), band_low=_finite(pe.band_low),
+        band_high=_finite(pe.band_high), since=_finite(pe.since), **extra)
+
+
+def publish_all(client: redis.Redis, events: Iterable[AnomalyEvent], *, maxlen: int) -> int:
+    """Every event in one round trip; how many were published."""
+    pipe = client.pipeline(transaction=False)
+    n = 0
+    for event in events:
+        publish(pipe, event, maxlen=maxlen)
+        n += 1
+    if n:
+        pipe.execute()
+    return n
