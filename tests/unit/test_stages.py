@@ -140,3 +140,32 @@ def test_a_vetoed_candidate_is_recorded_and_closes_its_incident():
     result2 = pipe2.run(names, prepared, states2)
     assert [e.status for e in result2.events] == ["anomalous"]
     assert states2["incident"]["open"][0] == 1
+
+
+class Peek:
+    """Records the history a stage is offered."""
+
+    name = "peek"
+
+    def __init__(self) -> None:
+        self.seen: list[tuple[float, float]] = []
+
+    def check(self, c: Candidate, deadline: float) -> StageVerdict:
+        assert c.history is not None
+        t, _ = c.history(0.0, 1e18)
+        self.seen.append((c.timestamp, float(t.max())))
+        return StageVerdict(self.name, "confirm", "looked")
+
+
+def test_in_replay_a_stage_sees_the_series_up_to_the_candidate_never_after():
+    from skyline.analysis.replay import replay
+
+    t = 1.7e9 + 60.0 * np.arange(400)
+    v = np.random.default_rng(2).normal(100, 1, 400)
+    v[[200, 300]] = [300.0, 600.0]
+    peek = Peek()
+    pipe, _ = _spike_pipeline(Stages([peek]))
+    r = replay("m", t, v, pipe)
+    assert [e.status for e in r.events if e.status != "recovered"] == ["anomalous"] * 2
+    assert peek.seen == [(t[200], t[200]), (t[300], t[300])]
+    assert pipe.history is None  # restored after the replay

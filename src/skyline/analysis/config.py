@@ -15,7 +15,7 @@ from skyline.analysis.incidents import IncidentRules
 from skyline.analysis.isolation import Isolation
 from skyline.analysis.params import analysis_params
 from skyline.analysis.pipeline import CATCH_UP, Pipeline
-from skyline.analysis.stages import StageFactory, Stages
+from skyline.analysis.stages import StageContext, StageFactory, Stages
 from skyline.analysis.stages import build as build_stages
 from skyline.core.errors import (
     DuplicateAlgorithm,
@@ -52,10 +52,12 @@ class AnalyzerConfig:
 
     def pipeline(self, isolation: Isolation | None = None,
                  registry: Mapping[str, Any] | None = None,
-                 stage_registry: Mapping[str, StageFactory] | None = None) -> Pipeline:
+                 stage_registry: Mapping[str, StageFactory] | None = None,
+                 context: StageContext | None = None) -> Pipeline:
         """The pipeline these settings describe. Custom algorithms need `isolation` (the
-        caller owns and closes it)."""
-        stages = Stages(build_stages(self.stages, self.stage_options, stage_registry),
+        caller owns and closes it); stages get `context` (the analyzer's workers give them
+        their Redis client and SQL engine)."""
+        stages = Stages(build_stages(self.stages, self.stage_options, stage_registry, context),
                         budget=self.stage_budget)
         return Pipeline(self.params, self.rules, customs=self.customs, isolation=isolation,
                         stages=stages, registry=registry, catch_up=self.catch_up)

@@ -44,7 +44,7 @@ from skyline.analysis.customs import CustomSpec
 from skyline.analysis.incidents import Emit, IncidentRules
 from skyline.analysis.isolation import Isolation
 from skyline.analysis.judge import Judge, Verdicts
-from skyline.analysis.stages import Candidate, Stages
+from skyline.analysis.stages import Candidate, History, Stages
 from skyline.analysis.state import Layout, States
 from skyline.core.events import AlgorithmResult, StageVerdict
 from skyline.core.types import FloatArray
@@ -163,6 +163,13 @@ class RunResult:
         field(default_factory=dict)
 
 
+def _until(history: History | None, end: float) -> History | None:
+    """history, never past `end` (a replayed series must not show a stage its future)."""
+    if history is None:
+        return None
+    return lambda start, stop: history(start, min(stop, end))
+
+
 def _still_broken(value: float, low: float, high: float, since: float) -> str:
     from skyline.core.timeutil import iso
 
@@ -238,12 +245,15 @@ class Pipeline:
                  customs: Sequence[CustomSpec] = (), isolation: Isolation | None = None,
                  stages: Stages | None = None, learner: Learner | None = None,
                  registry: Mapping[str, Any] | None = None, catch_up: int = CATCH_UP,
-                 judge: Judge | None = None) -> None:
+                 judge: Judge | None = None, history: History | None = None) -> None:
+        """history: the series' raw points for the stages (replay sets it to the series it
+        replays; live stages read the hot store)."""
         self.params = params
         self.rules = rules
         self.stages = stages or Stages(())
         self.learner = learner
         self.catch_up = catch_up
+        self.history = history
         self.judge = judge or Judge(params, customs, isolation=isolation, registry=registry,
                                     run_builtins=learner is None)
         if learner is not None:
@@ -430,7 +440,8 @@ class Pipeline:
                                      band_high=ev.band_high,
                                      window_timestamps=ev.window_timestamps,
                                      window_values=ev.window_values,
-                                     realert=not bool(tr.opened[j]))
+                                     realert=not bool(tr.opened[j]),
+                                     history=_until(self.history, ev.timestamp))
                     vetoed, verdicts = self.stages.check(cand)
                     ev.stages = verdicts
                     if vetoed:

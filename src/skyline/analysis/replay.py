@@ -28,6 +28,7 @@ from skyline.algorithms import ANOMALOUS, NOT_RUN, Batch, Status, prepare_flat
 from skyline.algorithms.prepare import chunk_ranges
 from skyline.analysis.incidents import Emit
 from skyline.analysis.pipeline import Pipeline, PointEvent, Points, RunResult, _select
+from skyline.analysis.stages import History
 from skyline.core.errors import InvalidInput
 from skyline.core.types import FloatArray
 
@@ -128,6 +129,9 @@ def replay(metric: str, timestamps: FloatArray, values: FloatArray, pipeline: Pi
                    severity=np.full((n, n_alg), np.nan), ensemble_score=np.zeros(n))
     states = pipeline.fresh(1)
     names = [metric]
+    # stages see the replayed series as their history, never past the row being decided
+    # (the cursor bounds every stage's end)
+    previous, pipeline.history = pipeline.history, _series_history(t, v)
     lo = window_starts(t, history)
     counts = np.arange(n, dtype=np.int64) - lo + 1
     carried = np.nan  # the series' cursor before the chunk
@@ -166,7 +170,19 @@ def replay(metric: str, timestamps: FloatArray, values: FloatArray, pipeline: Pi
             out.events.append(ev)
         if progress is not None:
             progress(k)
+    pipeline.history = previous
     return out
+
+
+def _series_history(t: FloatArray, v: FloatArray) -> History:
+    order = np.argsort(t, kind="stable")
+    ts, vs = t[order], v[order]
+
+    def history(start: float, end: float) -> tuple[FloatArray, FloatArray]:
+        lo, hi = np.searchsorted(ts, start, side="left"), np.searchsorted(ts, end, side="right")
+        return ts[lo:hi].copy(), vs[lo:hi].copy()
+
+    return history
 
 
 def _cap(pipeline: Pipeline, cursor: FloatArray) -> IntArray:

@@ -13,8 +13,8 @@ hide an anomaly. A stage that does I/O is given the remaining budget as its dead
 respect it (time.monotonic() based); CPU-bound stages are checked after they return.
 
 Stages are registered by name in STAGES (built-ins) or through the `skyline.stages` entry
-point group (a factory called with the Settings); a name that is neither is refused when the
-settings are checked.
+point group: a factory called with the stage's options table and a StageContext (Settings,
+Redis client, SQL engine); a name that is neither is refused when the settings are checked.
 """
 
 from __future__ import annotations
@@ -38,10 +38,17 @@ ENTRY_POINT_GROUP = "skyline.stages"
 Verdict = Literal["confirm", "veto", "abstain"]
 
 
+History = Callable[[float, float], tuple[FloatArray, FloatArray]]
+
+
 @dataclass(frozen=True)
 class Candidate:
     """What a stage sees: the metric, the anomalous point, what the detector expected (the
-    band), its score, and the analysis points up to and including the candidate."""
+    band), its score, and the analysis points up to and including the candidate.
+
+    history(start, end): the metric's raw points in [start, end], when the caller has them at
+    hand (replay: the series being replayed, so a stage sees exactly what it would have seen
+    live); None live, where a stage reads the hot store through its StageContext."""
 
     metric: str
     timestamp: float
@@ -52,6 +59,18 @@ class Candidate:
     window_timestamps: FloatArray
     window_values: FloatArray
     realert: bool = False  # an open incident still broken, not a new one
+    history: History | None = None
+
+
+@dataclass(frozen=True)
+class StageContext:
+    """What a stage may use besides the candidate, given to its factory: the Settings in
+    force, a Redis client (None in replay and crucible on a file), a SQL engine (None where
+    there is no database). Stages must work, or abstain, with any of them missing."""
+
+    settings: Any = None
+    client: Any = None
+    engine: Any = None
 
 
 @runtime_checkable
@@ -195,10 +214,10 @@ class MarginStage:
                             f"[{lo:.6g}, {hi:.6g}]", figures)
 
 
-StageFactory = Callable[[Mapping[str, Any]], Stage]
+StageFactory = Callable[[Mapping[str, Any], StageContext], Stage]
 
 
-def _margin(options: Mapping[str, Any]) -> Stage:
+def _margin(options: Mapping[str, Any], context: StageContext) -> Stage:
     try:
         return MarginStage(min_excess=float(options.get("min_excess", 0.1)),
                            namespaces=tuple(options.get("namespaces", ())))
@@ -221,7 +240,8 @@ def registry() -> dict[str, StageFactory]:
 
 
 def build(names: Sequence[str], options: Mapping[str, Mapping[str, Any]],
-          known: Mapping[str, StageFactory] | None = None) -> list[Stage]:
+          known: Mapping[str, StageFactory] | None = None,
+          context: StageContext | None = None) -> list[Stage]:
     """Stages by name, each made with its options table; UnknownAlgorithm for a name that is
     not registered, InvalidInput for a stage that refuses its options."""
     known = registry() if known is None else known
@@ -231,5 +251,5 @@ def build(names: Sequence[str], options: Mapping[str, Mapping[str, Any]],
     for name in names:
         if name not in known:
             raise UnknownAlgorithm(f"unknown stage {name!r}; known: {', '.join(sorted(known))}")
-        out.append(known[name](options.get(name, {})))
+        out.append(known[name](options.get(name, {}), context or StageContext()))
     return out

@@ -24,7 +24,7 @@ from skyline.analysis.emit import to_event
 from skyline.analysis.isolation import Isolation
 from skyline.analysis.judge import CustomFailures
 from skyline.analysis.pipeline import Points
-from skyline.analysis.stages import StageStats
+from skyline.analysis.stages import StageContext, StageStats
 from skyline.core.events import AnomalyEvent
 from skyline.store import keys
 from skyline.store.analysis_state import StateStore
@@ -91,7 +91,8 @@ class SliceAnalyzer:
         self.states = StateStore(client)
         self.store = HotStore(client)
         self.isolation = Isolation(config.customs) if config.customs else None
-        self.pipeline = config.pipeline(self.isolation)
+        self.pipeline = config.pipeline(self.isolation,
+                                        context=StageContext(client=client))
         self._pool = ThreadPoolExecutor(1, thread_name_prefix="analyzer-fetch")
 
     def close(self) -> None:
