@@ -200,17 +200,35 @@ def _with_new_points(prepared: Any, cursor: FloatArray) -> Any:
     return dataclasses.replace(prepared, batches=batches)
 
 
+def _count_new(batch: Any, cur: FloatArray, cap: IntArray) -> IntArray:
+    """Per row, how many of its points are after its cursor, at most its cap. Rows are sorted
+    in time, so only the newest columns are compared, widening while some row is new all
+    along them: one or a few columns in the steady state, not the whole window."""
+    w = batch.width
+    nan = np.isnan(cur)
+    limit = int(min(w, max(int(cap.max()) if len(cap) else 0, 1)))
+    n = np.minimum(np.where(nan, batch.counts, 0), cap)
+    live = ~nan
+    if not live.any():
+        return n
+    width = min(limit, 4)
+    while True:
+        with np.errstate(invalid="ignore"):
+            seen = (batch.timestamps[live, w - width:] > cur[live, None]).sum(axis=1)
+        if width >= limit or not (seen >= width).any():
+            break
+        width = min(limit, width * 8)
+    n[live] = np.minimum(seen, cap[live])
+    return n
+
+
 def _select(prepared: Any, cursor: FloatArray, cap: IntArray) -> Points:
     """The points of every prepared batch after each metric's cursor, at most cap[metric]
     per metric (the newest), oldest first within a metric."""
     metric_l, t_l, v_l, b_l, c_l = [], [], [], [], []
     for b, batch in enumerate(prepared.batches):
         rows = batch.rows
-        cur = cursor[rows]
-        with np.errstate(invalid="ignore"):
-            new = np.where(np.isnan(cur), batch.counts,
-                           (batch.timestamps > cur[:, None]).sum(axis=1))
-        n = np.minimum(new, cap[rows])
+        n = _count_new(batch, cursor[rows], cap[rows])
         k = int(n.max()) if len(n) else 0
         if k == 0:
             continue

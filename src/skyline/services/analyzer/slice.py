@@ -103,9 +103,8 @@ class SliceAnalyzer:
     def _fetch(self, reader: FlatReader, names: Sequence[str]
                ) -> tuple[Flat, list[bytes | None], float, float]:
         started = time.perf_counter()
-        flat = reader.read(names)
-        blobs = self.states.read(names)
-        return flat, blobs, time.time(), time.perf_counter() - started
+        flat = reader.read(names, beside=keys.analysis_state)  # series and states together
+        return flat, flat.beside, time.time(), time.perf_counter() - started
 
     def run(self, job: Job) -> SliceResult:
         out = SliceResult(metrics=len(job.names))
