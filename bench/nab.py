@@ -25,7 +25,7 @@ from skyline.analysis.crucible import crucible_config
 from skyline.settings import load_settings
 from skyline.snab.corpus import parse_rows, parse_windows
 from skyline.snab.scorer import PROFILES, ScoredFile, locate_windows, normalise, score_corpus
-from skyline.snab.variants import VARIANTS, get, pipeline_for, replay_variant
+from skyline.snab.variants import VARIANTS, get, pipeline_for, replay_variant_many
 
 NAB_DEV = Path(__file__).resolve().parents[1].parent / "shared" / "nab-dev"
 
@@ -76,11 +76,10 @@ def main() -> int:
         variant = get(name)
         pipeline = pipeline_for(variant, config)
         start = time.perf_counter()
-        files = []
-        for key, rows in data.items():
-            scores, _ = replay_variant(variant, pipeline, key, rows.seconds, rows.values)
-            files.append(ScoredFile(key, scores,
-                                    locate_windows(key, rows.micros, windows[key])))
+        done = replay_variant_many(variant, pipeline, [(key, rows.seconds, rows.values)
+                                                       for key, rows in data.items()])
+        files = [ScoredFile(key, scores, locate_windows(key, rows.micros, windows[key]))
+                 for (key, rows), (scores, _) in zip(data.items(), done, strict=True)]
         took = time.perf_counter() - start
         scored = score_corpus(files)
         oos = out_of_sample(files)

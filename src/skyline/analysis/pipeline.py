@@ -163,11 +163,13 @@ class RunResult:
         field(default_factory=dict)
 
 
-def _until(history: History | None, end: float) -> History | None:
-    """history, never past `end` (a replayed series must not show a stage its future)."""
+def _until(history: Callable[[str, float, float], tuple[FloatArray, FloatArray]] | None,
+           metric: str, end: float) -> History | None:
+    """The metric's history, never past `end` (a replayed series must not show a stage its
+    future)."""
     if history is None:
         return None
-    return lambda start, stop: history(start, min(stop, end))
+    return lambda start, stop: history(metric, start, min(stop, end))
 
 
 def _still_broken(value: float, low: float, high: float, since: float) -> str:
@@ -263,9 +265,11 @@ class Pipeline:
                  customs: Sequence[CustomSpec] = (), isolation: Isolation | None = None,
                  stages: Stages | None = None, learner: Learner | None = None,
                  registry: Mapping[str, Any] | None = None, catch_up: int = CATCH_UP,
-                 judge: Judge | None = None, history: History | None = None) -> None:
-        """history: the series' raw points for the stages (replay sets it to the series it
-        replays; live stages read the hot store)."""
+                 judge: Judge | None = None,
+                 history: Callable[[str, float, float], tuple[FloatArray, FloatArray]]
+                 | None = None) -> None:
+        """history(metric, start, end): a metric's raw points for the stages (replay sets it
+        to the series it replays; live stages read the hot store)."""
         self.params = params
         self.rules = rules
         self.stages = stages or Stages(())
@@ -459,7 +463,7 @@ class Pipeline:
                                      window_timestamps=ev.window_timestamps,
                                      window_values=ev.window_values,
                                      realert=not bool(tr.opened[j]),
-                                     history=_until(self.history, ev.timestamp))
+                                     history=_until(self.history, ev.metric, ev.timestamp))
                     vetoed, verdicts = self.stages.check(cand)
                     ev.stages = verdicts
                     if vetoed:

@@ -152,7 +152,7 @@ def _replay_corpus(data_dir: Path, windows: Windows, variant_name: str, out_dir:
                    show_progress: bool, settings: Settings) -> dict[str, Any]:
     from skyline.analysis.crucible import crucible_config
     from skyline.snab.corpus import format_results, parse_rows, require_same_files, result_path
-    from skyline.snab.variants import get, pipeline_for, replay_variant
+    from skyline.snab.variants import get, pipeline_for, replay_variant_many
 
     variant = get(variant_name)
     paths = _data_files(data_dir)
@@ -170,11 +170,12 @@ def _replay_corpus(data_dir: Path, windows: Windows, variant_name: str, out_dir:
     replay_s = 0.0
     with click.progressbar(length=total, label=f"{variant.name:<20}", file=sys.stderr,
                            width=30, show_eta=True, hidden=not show_progress) as bar:
-        for key, rows in data.items():
-            start = time.perf_counter()
-            scores, result = replay_variant(variant, pipeline, key, rows.seconds, rows.values,
-                                            progress=bar.update)
-            replay_s += time.perf_counter() - start
+        start = time.perf_counter()
+        done = replay_variant_many(variant, pipeline,
+                                   [(key, rows.seconds, rows.values) for key, rows in
+                                    data.items()], progress=bar.update)
+        replay_s = time.perf_counter() - start
+        for (key, rows), (scores, result) in zip(data.items(), done, strict=True):
             target = out_dir / Path(*result_path(variant.name, key).parts)
             target.parent.mkdir(parents=True, exist_ok=True)
             target.write_text(format_results(rows, scores))

@@ -17,7 +17,7 @@ whole corpus with one threshold per profile, as NAB requires.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -386,8 +386,17 @@ def score_rows(variant: Variant, timestamps: FloatArray, r: Replayed,
 def replay_variant(variant: Variant, pipeline: Pipeline, metric: str, t: FloatArray,
                    v: FloatArray, **kw: Any) -> tuple[FloatArray, Replayed]:
     """One file replayed as the variant says: (NAB anomaly_scores, the replay)."""
-    from skyline.analysis.replay import replay
+    return replay_variant_many(variant, pipeline, [(metric, t, v)], **kw)[0]
+
+
+def replay_variant_many(variant: Variant, pipeline: Pipeline,
+                        files: Sequence[tuple[str, FloatArray, FloatArray]], **kw: Any
+                        ) -> list[tuple[FloatArray, Replayed]]:
+    """Files replayed side by side (skyline.analysis.replay.replay_many: row k of every file
+    stepped together), each scored as the variant says."""
+    from skyline.analysis.replay import replay_many
 
     history = variant.history if variant.params is not None else -1.0
-    r = replay(metric, t, v, pipeline, history=history, anchor=variant.anchor, **kw)
-    return score_rows(variant, t, r, pipeline.judge.consensus), r
+    done = replay_many(files, pipeline, history=history, anchor=variant.anchor, **kw)
+    return [(score_rows(variant, t, r, pipeline.judge.consensus), r)
+            for (_, t, _), r in zip(files, done, strict=True)]
