@@ -133,8 +133,13 @@ def validate_pagerduty(path: str, headers: dict[str, str], body: bytes) -> str |
 
 def validate_signed(secret: str, header: str = "X-Skyline-Signature") -> Validator:
     def check(path: str, headers: dict[str, str], body: bytes) -> str | None:
-        want = "sha256=" + hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
-        got = {k.lower(): v for k, v in headers.items()}.get(header.lower(), "")
+        lower = {k.lower(): v for k, v in headers.items()}
+        stamp = lower.get("x-skyline-timestamp", "")
+        if not stamp.isdigit() or abs(time.time() - int(stamp)) > 300:
+            return "stale or missing timestamp"
+        signed = stamp.encode() + b"." + body
+        want = "sha256=" + hmac.new(secret.encode(), signed, hashlib.sha256).hexdigest()
+        got = lower.get(header.lower(), "")
         if not hmac.compare_digest(want, got):
             return "bad signature"
         try:

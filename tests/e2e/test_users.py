@@ -66,8 +66,9 @@ def test_first_start_admin_login_and_cli(tmp_path):
         assert browser.get("/api/v1/silences").status_code == 200
 
         # a user and a token through the real CLI, used against the running server
-        add = subprocess.run([*SKYLINE, "user", "add", "ci", "--password-stdin"], env=env,
-                             input="ci-password-123\n", capture_output=True, text=True,
+        # an admin: adding silences is an admin's (docs/webapp.md, "Roles")
+        add = subprocess.run([*SKYLINE, "user", "add", "ci", "--admin", "--password-stdin"],
+                             env=env, input="ci-password-123\n", capture_output=True, text=True,
                              timeout=60)
         assert add.returncode == 0, add.stderr
         tok = cli(env, "user", "token", "ci", "--label", "pipeline", "--expires", "90d")

@@ -357,9 +357,9 @@ def test_slack_block_kit_message_is_valid_and_escaped(redis_client: redis.Redis,
     [payload] = sink.accepted
     text = json.dumps(payload)
     assert "<b>" not in text and "<!here>" not in text and "&lt;!here&gt;" in text
-    image = [b for b in payload["blocks"] if b["type"] == "image"]
-    assert image and image[0]["image_url"].startswith(
-        "https://sky.example.com/api/v1/anomalies/")
+    # no image: Slack would fetch the graph without a login and get a 401
+    assert not [b for b in payload["blocks"] if b["type"] == "image"]
+    assert "https://sky.example.com/anomalies/" in text
 
 
 def test_pagerduty_triggers_then_resolves_on_recovery(redis_client: redis.Redis,

@@ -37,6 +37,18 @@ class Skyline:
         self.base = f"http://127.0.0.1:{self.port}"
         self.run = Running(self.env, tmp)
         self.run.wait_healthy(self.base, timeout=60)
+        self.wait_component("horizon")
+
+    def wait_component(self, name: str, timeout: float = 60) -> None:
+        """Until `name` has written its heartbeat (it is up and serving)."""
+        deadline = time.monotonic() + timeout
+        while True:
+            beats = httpx.get(f"{self.base}/api/v1/health", timeout=30).json().get(
+                "components", {})
+            if any(k == name or k.startswith(f"{name}.") for k in beats):
+                return
+            assert time.monotonic() < deadline, f"{name} wrote no heartbeat"
+            time.sleep(0.2)
 
     def port_of(self, setting: str) -> int:
         return int(self.env[setting])
@@ -69,6 +81,9 @@ class Skyline:
             name, _, value = line.rpartition(" ")
             name = name.split("{", 1)[0]
             out[name] = out.get(name, 0.0) + float(value)
+            if name.endswith("_total"):  # counters carry Prometheus' suffix: both spellings
+                bare = name[: -len("_total")]
+                out[bare] = out.get(bare, 0.0) + float(value)
         return out
 
     def counter(self, name: str) -> float:
@@ -148,3 +163,167 @@ def send_lines(port: int, lines: list[str]) -> None:
 def report(name: str, **figures: object) -> None:
     """One line of figures per attack, for the before/after notes."""
     print(f"SECURITY {name}: " + ", ".join(f"{k}={v}" for k, v in figures.items()))
+
+
+def component_process(sky: Skyline, component: str) -> psutil.Process:
+    """The process serving `component`: its own supervised process under `skyline run`
+    (`skyline serve <component>`), else skyline's main one."""
+    root = psutil.Process(sky.pid)
+    for p in root.children(recursive=True):
+        with contextlib.suppress(psutil.Error):
+            cmd = p.cmdline()
+            if "serve" in cmd and component in cmd:
+                return p
+    return root
+
+
+class PeakRss:
+    """The highest RSS of the process serving `component` while the block runs, sampled
+    every 10 ms (other processes, such as analyzer workers starting, are not the attack's)."""
+
+    def __init__(self, sky: Skyline, component: str = "webapp"):
+        self.proc = component_process(sky, component)
+        self.before = self._rss()
+        self.peak = self.before
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, daemon=True)
+
+    def _rss(self) -> int:
+        try:
+            return int(self.proc.memory_info().rss)
+        except psutil.Error:
+            return 0
+
+    def _loop(self) -> None:
+        while not self._stop.is_set():
+            self.peak = max(self.peak, self._rss())
+            self._stop.wait(0.01)
+
+    @property
+    def growth(self) -> int:
+        return self.peak - self.before
+
+    def __enter__(self) -> PeakRss:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join(timeout=1)
+        self.peak = max(self.peak, self._rss())
+
+
+def raw_http(port: int, head: str, body_chunks: Any = (), timeout: float = 60) -> bytes:
+    """Send a request by hand (headers, then each chunk of the body as it comes), stop
+    sending as soon as the server answers, and return the answer's first bytes (b"" when
+    the connection was reset or closed without one)."""
+    import select
+
+    with socket.create_connection(("127.0.0.1", port), timeout=timeout) as s:
+        s.sendall(head.encode("latin-1"))
+        try:
+            for chunk in body_chunks:
+                readable, _, _ = select.select([s], [], [], 0)
+                if readable:
+                    break
+                s.sendall(chunk)
+            s.settimeout(timeout)
+            return s.recv(65536)
+        except (ConnectionResetError, BrokenPipeError):
+            return b""
+
+
+def processes(sky: Skyline) -> list[psutil.Process]:
+    """skyline and the processes it started, but the embedded Redis."""
+    root = psutil.Process(sky.pid)
+    return [p for p in [root, *root.children(recursive=True)]
+            if "redis-server" not in (p.name() or "")]
+
+
+def wait_closed(sock: socket.socket, timeout: float = 30) -> bool:
+    """True when the server closed `sock` (EOF or reset) within `timeout` seconds."""
+    sock.settimeout(timeout)
+    try:
+        while True:
+            data = sock.recv(65536)
+            if not data:
+                return True
+    except (ConnectionResetError, BrokenPipeError):
+        return True
+    except TimeoutError:
+        return False
+
+
+def restart_senders(sky: Skyline, tmp: Path, restarts: int, threading_mod: Any
+                    ) -> tuple[int, int, Skyline]:
+    """Eight senders write Graphite lines without pause (about 30k points/s together) while
+    skyline is stopped with SIGTERM and started again `restarts` times; a point counts as
+    written when its sendall returned on a connection the server had not closed. Returns
+    (written, stored, the running skyline)."""
+    import select
+    import signal
+
+    port = sky.port_of("SKYLINE_HORIZON__PLAINTEXT_PORT")
+    stop = threading_mod.Event()
+    senders = 8
+    written = [0] * senders
+    t0 = int(time.time()) - 3000
+
+    def sender(k: int) -> None:
+        sock: socket.socket | None = None
+        i = 0
+        while not stop.is_set():
+            batch = "".join(f"restart.s{k} {i + j} {t0 + (i + j) * 0.01:.2f}\n"
+                            for j in range(20)).encode()
+            if sock is not None:
+                readable, _, _ = select.select([sock], [], [], 0)
+                if readable:  # the server half-closed (draining) or reset: reconnect
+                    try:
+                        sock.recv(65536)
+                    except OSError:
+                        pass
+                    sock.close()
+                    sock = None
+            if sock is None:
+                try:
+                    sock = socket.create_connection(("127.0.0.1", port), timeout=5)
+                except OSError:
+                    time.sleep(0.05)
+                    continue
+            try:
+                sock.sendall(batch)
+            except OSError:
+                sock.close()
+                sock = None
+                continue  # not written: the same batch again
+            written[k] += 20
+            i += 20
+            time.sleep(0.005)
+        if sock is not None:
+            sock.close()
+
+    threads = [threading_mod.Thread(target=sender, args=(k,), daemon=True)
+               for k in range(senders)]
+    for t in threads:
+        t.start()
+    time.sleep(2)
+    for _ in range(restarts):
+        assert sky.run.stop(signal.SIGTERM, timeout=60) == 0, sky.run.stderr[-2000:]
+        sky.run = Running(sky.env, tmp)
+        sky.run.wait_healthy(sky.base, timeout=60)
+        time.sleep(2)
+    stop.set()
+    for t in threads:
+        t.join()
+    total = sum(written)
+    stored = 0
+    deadline = time.monotonic() + 30
+    while True:
+        stored = 0
+        for k in range(senders):
+            r = sky.get(f"/api/v1/series/restart.s{k}")
+            if r.status_code == 200:
+                stored += len(set(r.json()["timestamps"]))
+        if stored >= total or time.monotonic() > deadline:
+            return total, stored, sky
+        time.sleep(0.5)

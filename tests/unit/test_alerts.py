@@ -222,7 +222,10 @@ def test_webhook_body_and_signature() -> None:
     body = build_body(alert(NASTY), include_graph=False)
     data = json.loads(body)
     assert data["alert"]["metric"] == NASTY and data["alert"]["kind"] == "alert"
-    assert signature("s3cret", body).startswith("sha256=") and len(signature("s", body)) == 71
+    sig = signature("s3cret", body, 1_800_000_000)
+    assert sig.startswith("sha256=") and len(sig) == 71
+    # the timestamp is signed: the same body later is another signature (no replay)
+    assert signature("s3cret", body, 1_800_000_301) != sig
 
 
 def test_syslog_message_is_rfc5424_with_escaped_structured_data() -> None:

@@ -40,6 +40,9 @@ class Component:
     ports: tuple[Port, ...] = ()
     routers: Callable[[Context], list[APIRouter]] | None = None
     needs: tuple[str, ...] = field(default=())  # components it cannot work without
+    # parses untrusted input: in `skyline run` it gets a supervised process of its own
+    # (cli/supervisor.py), apart from what must stay responsive
+    isolated: bool = False
 
 
 def _webapp(
@@ -119,6 +122,7 @@ REGISTRY: dict[str, Component] = {
                 Port(horizon.STATSD, _horizon_host, lambda s: s.horizon.statsd_port,
                      socket.SOCK_DGRAM),
             ),
+            isolated=True,
         ),
         Component("roomba", "trims the hot store to FULL_DURATION + ROOMBA_GRACE_TIME", _roomba),
         Component("analyzer", "analyses every metric each ANALYZER_OPTIMUM_RUN_DURATION; "

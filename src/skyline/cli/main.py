@@ -91,7 +91,7 @@ def run(obj: _Obj) -> None:
     from skyline.services.analyzer import check_settings
 
     check_settings(obj.settings())  # unknown ALGORITHMS: one clear line, before anything starts
-    sys.exit(run_components(obj.settings(), None, own_embedded=True))
+    sys.exit(run_components(obj.settings(), None, own_embedded=True, config=obj.config))
 
 
 def _component_names() -> list[str]:

@@ -16,6 +16,7 @@ from fastapi import APIRouter
 
 from skyline import __version__
 from skyline.cli.components import REGISTRY, Component
+from skyline.cli.supervisor import STOP_GRACE, inherited_sockets, supervise, watch_stop_pipe
 from skyline.core.errors import PortInUse, StoreUnavailable
 from skyline.runtime.context import Backoff, Context, sleep_or_stop
 from skyline.settings import Settings
@@ -23,6 +24,8 @@ from skyline.settings.show import mask_url
 from skyline.store.redis_client import CONNECTION_ERRORS, open_redis
 
 log = logging.getLogger(__name__)
+
+STOP_TIMEOUT = 15  # seconds components get to stop, beyond the listeners' drain_timeout
 
 
 def bind_ports(settings: Settings, components: Sequence[Component]) -> dict[str, socket.socket]:
@@ -105,7 +108,8 @@ async def _points_loop(ctx: Context) -> None:
     backoff = Backoff("Redis", ctx.redis.url, s.redis.retry_max_backoff)
     loop = asyncio.get_running_loop()
     next_refresh = 0.0
-    while not ctx.stopping.is_set():
+    # on after `stopping` until the components are done: draining listeners still submit
+    while not ctx.components_done.is_set():
         started = loop.time()
         try:
             if ctx.has_ingest and started >= next_refresh:
@@ -119,7 +123,7 @@ async def _points_loop(ctx: Context) -> None:
             wait = min(s.ingest.flush_interval, backoff.failed(e))
         if ctx.has_ingest:
             ctx.ingest.after_flush()
-        if await sleep_or_stop(ctx.stopping, wait):
+        if await sleep_or_stop(ctx.components_done, wait):
             return
 
 
@@ -161,26 +165,38 @@ def _banner(ctx: Context, components: Sequence[Component], socks: dict[str, sock
     return "\n".join(lines)
 
 
-async def _main(settings: Settings, components: Sequence[Component], own_embedded: bool) -> int:
-    socks = bind_ports(settings, components)
+async def _main(settings: Settings, components: Sequence[Component], own_embedded: bool,
+                config: str | None = None) -> int:
+    inherited = inherited_sockets()
+    child = inherited is not None  # a supervised component's process: the parent bound
+    socks = inherited if inherited is not None else bind_ports(settings, components)
     handle = await asyncio.to_thread(open_redis, settings, wait=True)
     ctx = Context(settings, handle)
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, ctx.stopping.set)
+    if child:
+        watch_stop_pipe(ctx.stopping)
     routers: list[APIRouter] = []
     for comp in components:
         if comp.routers is not None:
             routers.extend(comp.routers(ctx))
-    print(_banner(ctx, components, socks), flush=True)
+    if not child:
+        print(_banner(ctx, components, socks), flush=True)
 
     tasks: dict[asyncio.Task[Any], str] = {
-        asyncio.create_task(_connect_sql(ctx), name="sql"): "sql",
         asyncio.create_task(_telemetry_loop(ctx), name="telemetry"): "telemetry",
         asyncio.create_task(_points_loop(ctx), name="points"): "points",
     }
+    if not child:  # a child serves one component that needs no SQL (the parent migrates)
+        tasks[asyncio.create_task(_connect_sql(ctx), name="sql")] = "sql"
     for comp in components:
-        tasks[asyncio.create_task(comp.run(ctx, socks, routers), name=comp.name)] = comp.name
+        if comp.isolated and len(components) > 1:
+            own = {p.setting: socks[p.setting] for p in comp.ports if p.setting in socks}
+            job = supervise(ctx, comp.name, own, config)
+        else:
+            job = comp.run(ctx, socks, routers)
+        tasks[asyncio.create_task(job, name=comp.name)] = comp.name
     stop_wait: asyncio.Task[Any] = asyncio.create_task(ctx.stopping.wait())
     exit_code = 0
     pending: set[asyncio.Task[Any]] = set(tasks)
@@ -202,13 +218,22 @@ async def _main(settings: Settings, components: Sequence[Component], own_embedde
                 log.info("component %s finished", name)
         pending.discard(stop_wait)
     log.info("stopping: finishing current work and flushing buffers")
-    if pending:
-        _done, still = await asyncio.wait(pending, timeout=15)
+    points = next(t for t, name in tasks.items() if name == "points")
+    running = pending - {points}
+    if running:
+        # a supervised child may take its drain time and the supervisor's grace on top
+        timeout = settings.horizon.drain_timeout + STOP_GRACE + STOP_TIMEOUT
+        _done, still = await asyncio.wait(running, timeout=timeout)
         for t in still:
-            log.warning("component %s did not stop within 15 s; cancelling it", tasks[t])
+            log.warning("component %s did not stop within %d s; cancelling it", tasks[t],
+                        timeout)
             t.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await asyncio.gather(*still, return_exceptions=True)
+    ctx.components_done.set()
+    if not points.done():
+        with contextlib.suppress(asyncio.CancelledError):
+            await asyncio.gather(points, return_exceptions=True)
     try:
         await asyncio.to_thread(_flush_telemetry, ctx, True)
     except CONNECTION_ERRORS as e:
@@ -242,11 +267,13 @@ def with_needs(names: Sequence[str]) -> list[Component]:
 
 
 def run_components(settings: Settings, names: Sequence[str] | None, *,
-                   own_embedded: bool) -> int:
-    """Run the named components (all registered when None) until SIGINT/SIGTERM."""
+                   own_embedded: bool, config: str | None = None) -> int:
+    """Run the named components (all registered when None) until SIGINT/SIGTERM; when there
+    are several, the isolated ones run in supervised processes of their own (`config`, the
+    settings file, is handed to them)."""
     components = with_needs(names or list(REGISTRY))
     try:
-        return asyncio.run(_main(settings, components, own_embedded))
+        return asyncio.run(_main(settings, components, own_embedded, config))
     except KeyboardInterrupt:  # a second Ctrl-C during shutdown
         print("Skyline stopped (interrupted).", file=sys.stderr)
         return 130

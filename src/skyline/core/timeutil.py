@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import re
 import time
 from datetime import UTC, datetime
@@ -37,9 +38,13 @@ def parse_time(text: str, *, reference: float | None = None) -> float:
     if s == "now":
         return ref
     try:
-        return float(s)
+        value = float(s)
     except ValueError:
         pass
+    else:
+        if not math.isfinite(value):  # nan or inf: no moment, and a silence for ever
+            raise ValueError(f"not a time: {text!r} (a finite number of Unix seconds)")
+        return value
     try:
         dt = datetime.fromisoformat(s)
     except ValueError:
@@ -56,9 +61,12 @@ def parse_until(text: str, reference: float | None = None) -> float:
     ref = now() if reference is None else reference
     t = text.strip()
     try:
-        return ref + parse_duration(t)
+        until = ref + parse_duration(t)
     except ValueError:
         pass
+    else:
+        if math.isfinite(until):
+            return until
     try:
         return parse_time(t, reference=ref)
     except ValueError:

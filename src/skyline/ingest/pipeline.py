@@ -22,12 +22,18 @@ import numpy.typing as npt
 from skyline.core.patterns import PatternSet
 from skyline.ingest.guard import KnownMetrics
 from skyline.ingest.names import name_problem
+from skyline.ingest.refusals import RefusalLog
 from skyline.settings import Settings
 from skyline.store.writer import PointBuffer
 from skyline.telemetry import Telemetry
 
 SKIPPED = "skip_list"
+RESERVED = "reserved_name"
 _NAME_CACHE_MAX = 2_000_000
+#: bytes of names each cache may hold (a name costs its length plus ~100 bytes of dict or
+#: set entry and str header); past it the cache starts afresh
+_NAME_CACHE_BYTES = 128 * 2**20
+_ENTRY_OVERHEAD = 100
 
 
 @dataclass
@@ -56,13 +62,20 @@ class Ingest:
         self._keep = PatternSet(settings.DO_NOT_SKIP_LIST)
         # name -> reason it is refused (None: valid and not skipped); names repeat endlessly
         self._verdicts: dict[str, str | None] = {}
+        self._verdict_bytes = 0
+        # names longer than this are refused for their length, which is checked without
+        # caching them: a flood of huge refused names must not fill memory
+        self._longest = settings.ingest.max_name_length + settings.ingest.max_labels_length + 2
+        self._reserved = settings.telemetry.series_prefix + "."
         # names valid, not skipped and admitted by the guard of this generation: points of
         # these need no per-name work at all (a set difference in C finds the others)
         self._admitted: set[str] = set()
+        self._admitted_bytes = 0
         self._admitted_generation = -1
         self._paused = False
         self._drained = asyncio.Event()
         self._drained.set()
+        self.refusals = RefusalLog()
 
     # validation ------------------------------------------------------------------------------
     def _name_verdict(self, name: str) -> str | None:
@@ -71,11 +84,17 @@ class Ingest:
             return verdict
         ing = self.settings.ingest
         problem = name_problem(name, ing.max_name_length, ing.max_labels_length)
+        if len(name) > self._longest:
+            return problem
+        if problem is None and name.startswith(self._reserved):
+            problem = RESERVED  # only Skyline writes its own series: nobody can forge them
         if problem is None and self._skip and self._skip.any(name) and not self._keep.any(name):
             problem = SKIPPED
-        if len(self._verdicts) >= _NAME_CACHE_MAX:
+        if len(self._verdicts) >= _NAME_CACHE_MAX or self._verdict_bytes > _NAME_CACHE_BYTES:
             self._verdicts.clear()
+            self._verdict_bytes = 0
         self._verdicts[name] = problem
+        self._verdict_bytes += len(name) + _ENTRY_OVERHEAD
         return problem
 
     def submit(
@@ -88,6 +107,7 @@ class Ingest:
         now: float | None = None,
         with_reasons: bool = False,
         quota: KnownMetrics | None = None,
+        peer: str | None = None,
     ) -> SubmitResult:
         """Validate and buffer points; `quota` is an extra guard (e.g. one flux key's)."""
         n = len(names)
@@ -119,8 +139,10 @@ class Ingest:
         todo: Iterable[str]
         if quota is None:  # a quota must see every name, so only the plain guard is cached
             if (self._admitted_generation != self.known.generation
-                    or len(self._admitted) >= _NAME_CACHE_MAX):
+                    or len(self._admitted) >= _NAME_CACHE_MAX
+                    or self._admitted_bytes > _NAME_CACHE_BYTES):
                 self._admitted, self._admitted_generation = set(), self.known.generation
+                self._admitted_bytes = 0
             admitted = self._admitted  # a reload meanwhile swaps it: adds go to the old one
             if any_numeric_bad:
                 candidates = list(candidates)
@@ -144,6 +166,7 @@ class Ingest:
                 refused[name] = r
             elif admitted is not None:
                 admitted.add(name)
+                self._admitted_bytes += len(name) + _ENTRY_OVERHEAD
 
         if refused:
             keep_mask = ~numeric_bad & np.fromiter(
@@ -179,20 +202,24 @@ class Ingest:
             result.rejected = Counter(r for r in reasons if r is not None)
             if with_reasons:
                 result.reasons = reasons
-        self._count(protocol, result)
+        self._count(protocol, result, peer)
         self._update_pressure()
         return result
 
-    def reject(self, protocol: str, reason: str, count: int = 1) -> None:
-        """Count input refused before it became points (a frame, line or request)."""
+    def reject(self, protocol: str, reason: str, count: int = 1, peer: str | None = None,
+               detail: str = "") -> None:
+        """Count input refused before it became points (a frame, line or request), and log a
+        sample of it with the sender's address."""
         self.telemetry.incr(f"rejected_{protocol}_{reason}", count)
+        self.refusals.refused(protocol, reason, count, peer, detail)
 
-    def _count(self, protocol: str, result: SubmitResult) -> None:
+    def _count(self, protocol: str, result: SubmitResult, peer: str | None) -> None:
         tel = self.telemetry
         tel.incr(f"received_{protocol}", result.received)
         tel.incr(f"accepted_{protocol}", result.accepted)
         for reason, count in result.rejected.items():
             tel.incr(f"rejected_{protocol}_{reason}", count)
+            self.refusals.refused(protocol, reason, count, peer)
 
     # backpressure ----------------------------------------------------------------------------
     def _update_pressure(self) -> None:

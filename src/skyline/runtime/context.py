@@ -10,6 +10,7 @@ from typing import Any
 
 from redis import Redis
 
+from skyline.core.errors import StoreUnavailable
 from skyline.ingest import Ingest
 from skyline.settings import Settings
 from skyline.store.hotstore import HotStore
@@ -27,6 +28,9 @@ class Context:
     engine: Any = None  # sqlalchemy Engine, set once the database is reachable
     telemetries: dict[str, Telemetry] = field(default_factory=dict)
     stopping: asyncio.Event = field(default_factory=asyncio.Event)
+    # set once every component has stopped: listeners drain their connections after
+    # `stopping`, and the write buffer is flushed meanwhile until this is set
+    components_done: asyncio.Event = field(default_factory=asyncio.Event)
     sql_ready: asyncio.Event = field(default_factory=asyncio.Event)
 
     def __post_init__(self) -> None:
@@ -70,8 +74,10 @@ class Backoff:
     def failed(self, err: BaseException) -> float:
         self.failures += 1
         if self.failures == 1:
+            # a StoreUnavailable already says "<what> unreachable at <url>": only its reason
+            reason = err.reason if isinstance(err, StoreUnavailable) else str(err)
             log.error("%s unreachable at %s: %s; retrying with backoff", self.what, self.url,
-                      str(err) or type(err).__name__)
+                      reason or type(err).__name__)
         self.delay = min(self.max_delay, self.first if not self.delay else self.delay * 2)
         return self.delay
 

@@ -37,3 +37,7 @@ def setup_logging(level: str = "INFO", fmt: str = "text") -> None:
     quieter = max(logging.WARNING, root.level)
     logging.getLogger("uvicorn.access").setLevel(quieter)
     logging.getLogger("alembic.runtime.plugins").setLevel(quieter)
+    # httpx logs every request's URL at INFO, and alert channels' URLs are secrets (a Slack
+    # or webhook URL carries its token)
+    logging.getLogger("httpx").setLevel(quieter)
+    logging.getLogger("httpcore").setLevel(quieter)

@@ -217,21 +217,33 @@ class WebhookChannel(_Channel):
     """[alerters.webhook]: JSON POSTed to a URL (upstream's http_alerter; also what replaces
     HipChat), optionally signed with HMAC-SHA256."""
 
-    url: str = Field("", description="Where to POST; a rule's options.url overrides it.")
+    url: SecretStr | None = Field(
+        None, json_schema_extra=SECRET,
+        description="Where to POST (a secret: such URLs often carry a token); a rule's "
+        "options.url overrides it.")
     secret: SecretStr | None = Field(
-        None, description="Key of the HMAC-SHA256 signature of the body; unset: unsigned.", json_schema_extra=SECRET)
+        None, description="Key of the HMAC-SHA256 signature of the timestamp and body; "
+        "unset: unsigned.", json_schema_extra=SECRET)
     signature_header: str = Field(
         "X-Skyline-Signature", min_length=1,
-        description="Header carrying sha256=<hex HMAC of the body>.")
+        description="Header carrying sha256=<hex HMAC of X-Skyline-Timestamp, '.' and the "
+        "body>.")
     send_recovered: bool = Field(True, description="Also POST recoveries (status recovered).")
     include_graph: bool = Field(False, description="Put the PNG graph, base64, in the JSON.")
     verify_tls: bool = Field(True, description="Check the server's TLS certificate.")
     rate_limit: int = Field(1000, ge=0, description="Most alerts per rate_period; 0: no limit.")
 
+    @field_validator("url", mode="before")
+    @classmethod
+    def _empty(cls, v: object) -> object:
+        return None if v == "" else v
+
     @field_validator("url")
     @classmethod
-    def _url(cls, v: str) -> str:
-        return _http_url(v)
+    def _url(cls, v: SecretStr | None) -> SecretStr | None:
+        if v is not None:
+            _http_url(v.get_secret_value(), "url")
+        return v
 
 
 class AlertmanagerChannel(_Channel):

@@ -185,6 +185,29 @@ class HorizonSettings(_Section):
         description="Most TCP connections open at once per listener; more are closed at once "
         "and counted.",
     )
+    idle_timeout: float = Field(
+        300.0, gt=0, le=86400,
+        description="Seconds a TCP connection may send nothing before it is closed and "
+        "counted (relays reconnect when they next have data).",
+    )
+    max_buffered_bytes: int = Field(
+        67_108_864, ge=65_536, le=17_179_869_184,
+        description="Bytes of unfinished lines and frames all connections of one TCP "
+        "listener may hold together; a connection whose partial data would pass it is closed "
+        "and counted.",
+    )
+    drain_timeout: float = Field(
+        5.0, ge=0, le=300,
+        description="At shutdown, seconds to go on reading connections after telling the "
+        "senders (a TCP half-close) so that nothing they wrote is lost; those still sending "
+        "then are closed.",
+    )
+    udp_receive_buffer: int = Field(
+        8_388_608, ge=65_536, le=1_073_741_824,
+        description="Kernel receive buffer (SO_RCVBUF) asked for each UDP listener, so "
+        "bursts wait in the kernel instead of being dropped; the kernel may grant less "
+        "(net.core.rmem_max). Kernel drops are counted (<listener>_kernel_drops).",
+    )
 
 
 class StatsdSettings(_Section):
@@ -210,6 +233,16 @@ class StatsdSettings(_Section):
         description="Write nothing for a name that received nothing in an interval; false (as "
         "statsd's default): counters, timers and sets write zeros, gauges their last value.",
     )
+    forget_after: float = Field(
+        3600.0, gt=0, le=30 * 86400,
+        description="Seconds after which a name that received nothing is forgotten (no more "
+        "zeros or last values written for it), so one-off names do not live for ever.",
+    )
+    max_names: int = Field(
+        100_000, ge=100, le=10_000_000,
+        description="Most StatsD names aggregated at once; new names beyond it are refused "
+        "and counted (bad input cannot grow memory without bound).",
+    )
 
     @field_validator("percentiles")
     @classmethod
@@ -228,6 +261,17 @@ class FluxSettings(_Section):
         10_485_760, ge=1024, le=1_073_741_824,
         description="Largest request body accepted, in bytes, both as sent and after "
         "decompression (gzip, snappy); larger requests are refused with 413.",
+    )
+    max_preauth_body_bytes: int = Field(
+        65_536, ge=1024, le=10_485_760,
+        description="Largest body (as sent and decompressed) of a JSON POST that carries its "
+        "key only inside the body: it must be read before the key is known, so it is kept "
+        "small; send the key in a header to post more.",
+    )
+    max_gzip_members: int = Field(
+        64, ge=1, le=100_000,
+        description="Most gzip members in one body (`gzip -c a b` makes two; clients send "
+        "one); more answer 400, so a body of empty members cannot cost a decompressor each.",
     )
     tenant_header: str = Field(
         "X-Scope-OrgID",

@@ -13,8 +13,14 @@ from pydantic.fields import FieldInfo
 MASK = "***"
 
 
+# query parameters that carry a secret (`?password=` of redis and SQL URLs, tokens, keys)
+_SECRET_PARAM = re.compile(r"([?&;](?:[^=&;#]*(?:pass|pwd|secret|token|key|auth)[^=&;#]*)=)"
+                           r"[^&;#]*", re.IGNORECASE)
+
+
 def mask_url(url: str) -> str:
-    """The URL with any password replaced by ***.
+    """The URL with any password replaced by ***, in the user info and in query parameters
+    named for a secret (password=, token=, ...).
 
     Parsed by hand rather than with urllib: a password holding an unencoded '/', '#' or '?'
     must still be hidden, and the host part is left exactly as written.
@@ -24,13 +30,12 @@ def mask_url(url: str) -> str:
         return url
     # user info ends at the last '@' before the path, or anywhere if the password holds '/'
     at = rest.rfind("@")
-    if at < 0:
-        return url
-    userinfo, hostpart = rest[:at], rest[at + 1 :]
-    user, colon, _password = userinfo.partition(":")
-    if not colon:
-        return url
-    return f"{scheme}://{user}:{MASK}@{hostpart}"
+    if at >= 0:
+        userinfo, hostpart = rest[:at], rest[at + 1 :]
+        user, colon, _password = userinfo.partition(":")
+        if colon:
+            rest = f"{user}:{MASK}@{hostpart}"
+    return _SECRET_PARAM.sub(lambda m: m.group(1) + MASK, f"{scheme}://{rest}")
 
 
 def _has_secret_keys(field: FieldInfo) -> bool:
@@ -70,9 +75,18 @@ def _plain(value: Any) -> Any:
         return str(value)
     if isinstance(value, list | tuple):
         return [_plain(v) for v in value]
-    if isinstance(value, dict):
-        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, dict):  # free-form tables, e.g. an ALERTS rule's options
+        return {str(k): MASK if str(k).lower() in _SECRET_OPTIONS and v else _plain(v)
+                for k, v in value.items()}
+    if isinstance(value, str) and "://" in value:
+        return mask_url(value)
     return value
+
+
+# keys of free-form tables whose values are secrets wherever they appear (a rule's
+# options.url is a webhook URL, which often carries its token in the path)
+_SECRET_OPTIONS = frozenset({"url", "webhook_url", "routing_key", "secret", "password",
+                             "token", "api_key"})
 
 
 def as_dict(settings: BaseModel) -> dict[str, Any]:

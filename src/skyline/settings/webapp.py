@@ -99,6 +99,18 @@ class WebappSettings(BaseModel):
         "day). A successful login, or an hour without failures, resets the count.",
     )
 
+    max_body_bytes: int = Field(
+        1_048_576, ge=65_536, le=1_073_741_824,
+        description="Largest request body of any route but flux's (flux.max_body_bytes) and "
+        "crucible uploads (20 MiB, twice their file limit): counted as it streams, chunked or "
+        "not; larger requests get 413.",
+    )
+    login_concurrency: int = Field(
+        2, ge=1, le=64,
+        description="Password checks (argon2, ~50 ms of CPU each) run at once, in their own "
+        "threads; more waiting logins than ten times this answer 503 at once.",
+    )
+
     @field_validator("users")
     @classmethod
     def _unique(cls, v: list[SeedUser]) -> list[SeedUser]:

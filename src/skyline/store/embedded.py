@@ -13,6 +13,7 @@ import hashlib
 import logging
 import os
 import shutil
+import stat
 import subprocess
 import tempfile
 import time
@@ -47,14 +48,29 @@ def redis_server_binary() -> str:
 
 
 def socket_path(data_dir: Path, socket_name: str) -> Path:
-    """The socket path for a data dir; falls back to the temp dir when the path is too long
-    for a unix socket (the fallback name is derived from the data dir, so every command finds
-    the same one)."""
+    """The socket path for a data dir; falls back to a private directory of this user in the
+    temp dir when the path is too long for a unix socket (the fallback name is derived from
+    the data dir, so every command finds the same one)."""
     path = data_dir / socket_name
     if len(str(path)) <= _MAX_SOCKET_PATH:
         return path
     digest = hashlib.sha1(str(data_dir).encode()).hexdigest()[:16]
-    return Path(tempfile.gettempdir()) / f"skyline-{digest}.sock"
+    return _private_dir() / f"skyline-{digest}.sock"
+
+
+def _private_dir() -> Path:
+    """$XDG_RUNTIME_DIR or the temp dir, then skyline-<uid>, mode 0700 and ours: a name in a
+    shared /tmp is predictable, so another user could otherwise put a socket (a server of
+    theirs) where Skyline looks for its own."""
+    base = os.environ.get("XDG_RUNTIME_DIR") or tempfile.gettempdir()
+    d = Path(base) / f"skyline-{os.getuid()}"
+    with contextlib.suppress(FileExistsError):
+        d.mkdir(mode=0o700)
+    st = os.lstat(d)
+    if not stat.S_ISDIR(st.st_mode) or st.st_uid != os.getuid() or st.st_mode & 0o077:
+        raise StoreUnavailable("embedded Redis", str(d), "the socket directory must be a "
+                               "directory of this user with mode 0700; remove it to start")
+    return d
 
 
 def _direct(sock: Path, timeout: float) -> redis.Redis:
@@ -109,7 +125,8 @@ class EmbeddedRedis:
 
     def start(self, timeout: float = 20.0) -> bool:
         """Attach to a running server or start one. Returns True when this call started it."""
-        self.data_dir.mkdir(parents=True, exist_ok=True)
+        # private: the hot store's files hold every metric (and the AOF its history)
+        self.data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
         with open(self.data_dir / "redis.lock", "w") as lock:
             fcntl.flock(lock, fcntl.LOCK_EX)
             if _ping(self.socket):
@@ -123,6 +140,8 @@ class EmbeddedRedis:
             # stops Redis itself, rather than killing Redis before the last writes land.
             self.process = subprocess.Popen(
                 [binary, str(conf)],
+                # the AOF, the snapshot and the log: readable by this user only
+                umask=0o077,
                 stdin=subprocess.DEVNULL,
                 stdout=subprocess.DEVNULL,
                 stderr=subprocess.DEVNULL,

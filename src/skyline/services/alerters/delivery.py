@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 import time
 
 import httpx
@@ -47,6 +48,15 @@ async def build_alert(d: q.Delivery, settings: Settings, want_graph: bool) -> Al
                  expiration=int(d.payload.get("expiration", 3600)), graph=graph)
 
 
+_URL_PATH = re.compile(r"(https?://[^/\s?#'\"]+)[^\s'\"]*")
+
+
+def _without_paths(text: str) -> str:
+    """An error as the alert log keeps it: URLs cut to their host, since a channel's URL
+    may carry its token in the path or query (Slack's, a webhook's)."""
+    return _URL_PATH.sub(r"\1/...", text)
+
+
 async def attempt(channel: Channel, alert: Alert, timeout: float) -> tuple[bool, str, bool]:
     """One send: (delivered, error, worth retrying)."""
     try:
@@ -56,7 +66,8 @@ async def attempt(channel: Channel, alert: Alert, timeout: float) -> tuple[bool,
     except TimeoutError:
         return False, f"no answer within {timeout:g} s (alerters.timeout)", True
     except httpx.HTTPError as e:
-        return False, f"{type(e).__name__}: {e}" if str(e) else type(e).__name__, True
+        text = _without_paths(str(e))
+        return False, f"{type(e).__name__}: {text}" if text else type(e).__name__, True
     except OSError as e:
         return False, e.strerror or str(e) or type(e).__name__, True
     return True, "", False

@@ -14,7 +14,6 @@ from typing import Any
 from skyline.services.alerters.base import check_response, http_client
 from skyline.services.alerters.content import (
     Alert,
-    graph_url,
     mrkdwn,
     mrkdwn_code,
     truncate,
@@ -74,15 +73,15 @@ class Slack:
     def __init__(self, cfg: SlackChannel, timeout: float, public_url: str | None = None):
         self.cfg = cfg
         self.client = http_client(timeout)
-        # graph images must be fetchable by Slack: only with a WEBAPP_PUBLIC_URL
+        # No image block: Slack fetches an image_url without credentials, and the graph
+        # (/api/v1/anomalies/ID/graph.png) needs a login, so Slack would only get a 401. The
+        # message links to the anomaly's page, which shows the chart.
         self.graph_base = public_url
 
     async def send(self, alert: Alert) -> None:
         assert self.cfg.webhook_url is not None
-        graph = (graph_url(self.graph_base, alert.event.id)
-                 if self.graph_base and not alert.test else None)
         r = await self.client.post(self.cfg.webhook_url.get_secret_value(),
-                                   json=build_payload(alert, graph))
+                                   json=build_payload(alert, None))
         check_response(r, "Slack")
 
     async def aclose(self) -> None:

@@ -2,7 +2,10 @@
 
 This is upstream's http_alerter, and what replaces HipChat (a chat tool's incoming webhook,
 or a small relay, receives it). The receiver checks the signature header,
-`sha256=<hex HMAC-SHA256 of the raw body with the shared secret>`, before trusting the body.
+`sha256=<hex HMAC-SHA256 of "<timestamp>." + the raw body with the shared secret>`, where
+`<timestamp>` is the `X-Skyline-Timestamp` header (Unix seconds), before trusting the body,
+and refuses a timestamp older than a few minutes: a request recorded on the way cannot be
+replayed later.
 """
 
 from __future__ import annotations
@@ -11,6 +14,7 @@ import base64
 import hashlib
 import hmac
 import json
+import time
 from typing import Any
 
 from skyline.services.alerters.base import check_response, http_client
@@ -25,8 +29,12 @@ def build_body(alert: Alert, include_graph: bool) -> bytes:
     return json.dumps(data, separators=(",", ":"), allow_nan=False).encode()
 
 
-def signature(secret: str, body: bytes) -> str:
-    return "sha256=" + hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
+TIMESTAMP_HEADER = "X-Skyline-Timestamp"
+
+
+def signature(secret: str, body: bytes, timestamp: int) -> str:
+    signed = str(timestamp).encode() + b"." + body
+    return "sha256=" + hmac.new(secret.encode(), signed, hashlib.sha256).hexdigest()
 
 
 class Webhook:
@@ -41,14 +49,18 @@ class Webhook:
         self.client = http_client(timeout, verify=cfg.verify_tls)
 
     async def send(self, alert: Alert) -> None:
-        url = str(alert.options.get("url") or self.cfg.url)
+        url = str(alert.options.get("url") or (
+            self.cfg.url.get_secret_value() if self.cfg.url is not None else ""))
         body = build_body(alert, self.cfg.include_graph)
         headers = {"Content-Type": "application/json"}
         if self.cfg.secret is not None:
+            now = int(time.time())
+            headers[TIMESTAMP_HEADER] = str(now)
             headers[self.cfg.signature_header] = signature(
-                self.cfg.secret.get_secret_value(), body)
+                self.cfg.secret.get_secret_value(), body, now)
         r = await self.client.post(url, content=body, headers=headers)
-        check_response(r, f"webhook {url}")
+        # the URL is a secret (it may carry a token, as a Slack one does): never in a message
+        check_response(r, "webhook")
 
     async def aclose(self) -> None:
         await self.client.aclose()

@@ -2,9 +2,11 @@
 protocol and reason) and turning an outcome into a response.
 
 Handlers are `async def` and submit on the event loop: the write path (`Ingest`) and its
-backpressure belong to the loop, as for horizon's listeners. Parsing is CPU-bound: small
-bodies are parsed on the loop (a thread hop would cost more than the parse), large ones in a
-worker thread, so that one big body does not hold up every other request for its whole parse.
+backpressure belong to the loop, as for horizon's listeners. Decompression and parsing are
+CPU-bound: small bodies are handled on the loop (a thread hop would cost more than the work),
+larger ones in flux's own few threads (never the loop's shared pool, which the ingest flush
+and the web app use), at most `_BUSY_AFTER` requests at a time; beyond that a request answers
+503 at once rather than queueing without bound.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from typing import NoReturn, ParamSpec, TypeVar
 
 from fastapi import HTTPException
@@ -26,6 +29,10 @@ from skyline.services.flux.points import Outcome, Points, submit, summary
 RETRY_AFTER = "5"
 #: bodies at least this large (decompressed) are parsed in a worker thread
 THREAD_PARSE_BYTES = 256 * 1024
+#: compressed bodies at least this large are decompressed in a worker thread
+THREAD_DECODE_BYTES = 16 * 1024
+_WORKERS = 2
+_BUSY_AFTER = 16  # requests decompressing or parsing (running or waiting) at once
 
 P = ParamSpec("P")
 T = TypeVar("T")
@@ -39,6 +46,8 @@ class Flux:
         self.settings = ctx.settings
         self.keys = Keys(ctx.settings)
         self.telemetry = ctx.telemetry("flux")
+        self._pool = ThreadPoolExecutor(_WORKERS, thread_name_prefix="flux-parse")
+        self._busy = 0
 
     def refuse(self, protocol: str, status: int, reason: str, message: str) -> NoReturn:
         """Count a request refused as a whole and answer it through the app's error handler
@@ -67,25 +76,48 @@ class Flux:
             raise HTTPException(503, "ingest is saturated (the hot store is behind); retry "
                                 "shortly")
 
-    async def body(self, request: Request, protocol: str, encoding: str | None = None) -> bytes:
-        """The decompressed body, within flux.max_body_bytes (413) and well encoded (400);
-        `encoding` overrides the Content-Encoding header."""
-        limit = self.settings.flux.max_body_bytes
+    async def body(self, request: Request, protocol: str, encoding: str | None = None,
+                   limit: int | None = None) -> bytes:
+        """The decompressed body, within `limit` (default flux.max_body_bytes) as sent and
+        decompressed (413) and well encoded (400); `encoding` overrides the Content-Encoding
+        header."""
+        if limit is None:
+            limit = self.settings.flux.max_body_bytes
         try:
             raw = await read_body(request, limit)
-            return decode(raw, encoding or request.headers.get("content-encoding"), limit)
+            enc = encoding or request.headers.get("content-encoding")
+            members = self.settings.flux.max_gzip_members
+            if len(raw) < THREAD_DECODE_BYTES:
+                return decode(raw, enc, limit, members)
+            return await self._off_loop(protocol, decode, raw, enc, limit, members)
         except BodyTooLarge:
             self.refuse(protocol, 413, "body_too_large",
-                        f"the body is over {limit} bytes (flux.max_body_bytes)")
+                        f"the body is over {limit} bytes"
+                        + (" (flux.max_body_bytes)" if limit == self.settings.flux.max_body_bytes
+                           else " (flux.max_preauth_body_bytes: send the key in a header to "
+                           "post more)"))
         except BadEncoding as e:
             self.refuse(protocol, 415 if e.reason == "bad_encoding" else 400, e.reason, str(e))
 
     async def parse(self, size: int, fn: Callable[P, T], *args: P.args,
                     **kwargs: P.kwargs) -> T:
-        """fn(*args), on the loop for a small body and in a thread for a large one."""
+        """fn(*args), on the loop for a small body and in flux's threads for a large one."""
         if size < THREAD_PARSE_BYTES:
             return fn(*args, **kwargs)
-        return await asyncio.to_thread(fn, *args, **kwargs)
+        return await self._off_loop(None, fn, *args, **kwargs)
+
+    async def _off_loop(self, protocol: str | None, fn: Callable[P, T], *args: P.args,
+                        **kwargs: P.kwargs) -> T:
+        if self._busy >= _BUSY_AFTER:
+            self.ctx.ingest.reject(protocol or "flux", "busy")
+            raise HTTPException(503, "flux is busy decompressing and parsing other requests; "
+                                "retry shortly")
+        self._busy += 1
+        try:
+            loop = asyncio.get_running_loop()
+            return await loop.run_in_executor(self._pool, lambda: fn(*args, **kwargs))
+        finally:
+            self._busy -= 1
 
     def submit(self, protocol: str, points: Points, ns: Namespace) -> Outcome:
         return submit(self.ctx.ingest, protocol, points, ns.prefix, time.time())

@@ -39,8 +39,13 @@ def add_routes(router: APIRouter, flux: Flux) -> None:
         # checked before the body is read
         key = credential(request, ("key",))
         ns = flux.namespace(request, PROTOCOL, key) if key is not None else None
-        raw = await flux.body(request, PROTOCOL)
+        # a body read before its key is known is kept small: an unknown client must not make
+        # us read, decompress and parse megabytes to find out it has no key
+        limit = None if ns is not None or flux.keys.anonymous else \
+            flux.settings.flux.max_preauth_body_bytes
+        raw = await flux.body(request, PROTOCOL, limit=limit)
         try:
+            jsonbody.check_size(raw, flux.settings.FLUX_MAX_METRICS_PER_POST)
             doc = await flux.parse(len(raw), jsonbody.load, raw)
             body_key, items = jsonbody.items_of(doc, flux.settings.FLUX_MAX_METRICS_PER_POST)
         except jsonbody.BadBody as e:

@@ -42,20 +42,30 @@ _UNSUPPORTED = {"histogram": "histogram", "exponential_histogram": "exponential_
 class Cumulative:
     """The last point of every cumulative counter, to turn the next one into a delta.
 
-    Bounded: beyond `max_series` the least recently updated series is forgotten (its next
-    point only sets a new baseline). Thread-safe, since routes may run in worker threads."""
+    Bounded in count and bytes: beyond `max_series` series or MAX_BYTES of names the least
+    recently updated series is forgotten (its next point only sets a new baseline), and a name
+    longer than the ingest limits allow is never kept (its points are refused anyway).
+    Thread-safe, since routes may run in worker threads."""
+
+    MAX_BYTES = 128 * 2**20
+    MAX_NAME = 5120  # ingest.max_name_length + ingest.max_labels_length at their defaults
+    _ENTRY = 150  # bytes of an entry besides its name (tuple, ints, dict slot)
 
     def __init__(self, max_series: int, started_ns: int):
         self.max_series = max_series
         self.started_ns = started_ns
         self._last: OrderedDict[str, tuple[int, int, float]] = OrderedDict()  # start, time, v
+        self._bytes = 0
         self._lock = threading.Lock()
 
     def __len__(self) -> int:
         return len(self._last)
 
     def delta(self, name: str, start_ns: int, time_ns: int, value: float) -> float | str:
-        """The increase to store, or why nothing is stored ("baseline", "out_of_order")."""
+        """The increase to store, or why nothing is stored ("baseline", "out_of_order",
+        "name_too_long")."""
+        if len(name) > self.MAX_NAME:
+            return "name_too_long"
         with self._lock:
             last = self._last.get(name)
             if last is not None:
@@ -65,8 +75,12 @@ class Cumulative:
                     # delta already stored for that time
                     return "out_of_order"
                 self._last.move_to_end(name)
-            elif len(self._last) >= self.max_series:
-                self._last.popitem(last=False)
+            else:
+                self._bytes += len(name) + self._ENTRY
+                while self._last and (len(self._last) >= self.max_series
+                                      or self._bytes > self.MAX_BYTES):
+                    old, _ = self._last.popitem(last=False)
+                    self._bytes -= len(old) + self._ENTRY
             self._last[name] = (start_ns, time_ns, value)
             if last is None:
                 return value if start_ns and start_ns >= self.started_ns else "baseline"

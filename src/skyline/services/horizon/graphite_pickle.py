@@ -1,11 +1,19 @@
 """Graphite pickle over TCP, as carbon-relay sends it.
 
 A stream of frames: a 4-byte big-endian length, then a pickle of a list of
-`(name, (timestamp, value))`. Input from the network is never given to `pickle.loads`: the
-unpickler below refuses every global (class or function), which is what would let a pickle
-run code, so a frame can only build builtin values; anything that is not a list of such
-records is refused record by record. A frame naming a global is counted, logged and ends the
-connection; a frame over `max_frame` bytes too, since the sender is not one we understand.
+`(name, (timestamp, value))`. Input from the network is never given to `pickle.loads`:
+
+- a pre-scan walks the frame's opcodes first (`prescan`): only the opcodes that build
+  builtin values, marks and the memo are allowed, and every memo index must be smaller than
+  the frame. CPython's unpickler sizes its memo table from the largest index a frame names,
+  so without this check a 6-byte frame (`}r` and a 4-byte index) makes it allocate and zero
+  up to 64 GiB before anything else happens;
+- the unpickler then refuses every global (class or function), which is what would let a
+  pickle run code, so a frame can only build builtin values; anything that is not a list of
+  such records is refused record by record.
+
+A frame that fails either check, or is over `max_frame` bytes, is counted, logged and ends the
+connection: the sender is not one we understand, and the next frame would be the same.
 """
 
 from __future__ import annotations
@@ -23,6 +31,8 @@ HEADER = struct.Struct("!I")
 
 # rejection reasons (counted as rejected_pickle_<reason>)
 FORBIDDEN_GLOBAL = "forbidden_global"
+FORBIDDEN_OPCODE = "forbidden_opcode"  # an opcode outside the allow-list (prescan)
+MEMO_INDEX = "memo_index"  # a memo index the frame is too short to need (prescan)
 FRAME_TOO_LARGE = "frame_too_large"
 BAD_FRAME = "bad_frame"  # not a pickle, or not a list
 BAD_RECORD = "bad_record"  # an item that is not (name, (timestamp, value))
@@ -36,6 +46,71 @@ UNPICKLE_ERRORS = (
 
 _SEQUENCES: frozenset[type] = frozenset((tuple, list))
 _NUMBERS: frozenset[type] = frozenset((int, float))
+
+
+# The opcode allow-list: what each allowed opcode is followed by. >0: that many bytes; the
+# others below; an opcode absent from the table is refused. At GLOBAL and STACK_GLOBAL the
+# scan ends: what comes before has passed, and the unpickler stops there, in find_class,
+# which refuses the global by name (for the log).
+_LINE, _LEN1, _LEN4, _LEN8 = -1, -3, -4, -5
+_ARGS: list[int | None] = [None] * 256
+for _code in b"(.012Nadeltsu]})\x85\x86\x87\x88\x89\x8f\x90\x91\x94":
+    _ARGS[_code] = 0
+_GLOBAL = -6
+_ARGS[ord("c")] = _ARGS[0x93] = _GLOBAL
+for _opcode, _arg in ((b"G", 8), (b"J", 4), (b"K", 1), (b"M", 2), (b"h", 1), (b"j", 4), (b"q", 1),
+                  (b"r", 4), (b"\x80", 1), (b"\x95", 8),
+                  (b"F", _LINE), (b"I", _LINE), (b"L", _LINE), (b"S", _LINE), (b"V", _LINE),
+                  (b"g", _LINE), (b"p", _LINE),
+                  (b"U", _LEN1), (b"C", _LEN1), (b"\x8a", _LEN1), (b"\x8c", _LEN1),
+                  (b"T", _LEN4), (b"X", _LEN4), (b"B", _LEN4), (b"\x8b", _LEN4),
+                  (b"\x8d", _LEN8), (b"\x8e", _LEN8), (b"\x96", _LEN8)):
+    _ARGS[_opcode[0]] = _arg
+_LONG_BINPUT, _PUT = ord("r"), ord("p")
+_U32 = struct.Struct("<I")
+_U64 = struct.Struct("<Q")
+
+
+def prescan(frame: bytes) -> str | None:
+    """None when every opcode is allowed and every memo index is below the frame's length;
+    else why not (a rejection reason). Runs at Python speed (about 0.2 us an opcode, some
+    1.5 us per carbon point); what it saves is unbounded."""
+    args = _ARGS
+    n = len(frame)
+    u32 = _U32.unpack_from
+    find = frame.find
+    pos = 0
+    try:
+        while pos < n:
+            op = frame[pos]
+            arg = args[op]
+            pos += 1
+            if arg == 0:
+                continue
+            if arg is None:
+                return FORBIDDEN_OPCODE
+            if arg > 0:
+                if op == _LONG_BINPUT and u32(frame, pos)[0] >= n:
+                    return MEMO_INDEX
+                pos += arg
+            elif arg == _LEN4:
+                pos += 4 + u32(frame, pos)[0]
+            elif arg == _LEN1:
+                pos += 1 + frame[pos]
+            elif arg == _LINE:
+                end = find(b"\n", pos)
+                if end < 0:
+                    return None  # cut short: the unpickler refuses it (bad_frame)
+                if op == _PUT and end - pos > 9 or op == _PUT and int(frame[pos:end]) >= n:
+                    return MEMO_INDEX
+                pos = end + 1
+            elif arg == _GLOBAL:
+                return None
+            else:
+                pos += 8 + _U64.unpack_from(frame, pos)[0]
+    except (struct.error, IndexError, ValueError):
+        return None  # cut short or malformed: the unpickler refuses it (bad_frame)
+    return None
 
 
 class ForbiddenGlobal(pickle.UnpicklingError):
@@ -115,6 +190,10 @@ class FrameReader:
         self._buf = bytearray()
         self.refusal: str | None = None
 
+    @property
+    def buffered(self) -> int:
+        return len(self._buf)
+
     def feed(self, data: bytes, batch: Batch) -> bool:
         buf = self._buf
         buf += data
@@ -133,6 +212,14 @@ class FrameReader:
             frame = bytes(buf[start : start + size])
             pos = start + size
             batch.units += 1
+            refused = prescan(frame)
+            if refused is not None:
+                batch.reject(refused)
+                self.refusal = ("a frame uses a pickle opcode outside the allow-list"
+                                if refused == FORBIDDEN_OPCODE else
+                                "a frame names a memo index larger than itself (a memo bomb)")
+                keep_open = False
+                break
             try:
                 data_ = safe_loads(frame)
             except ForbiddenGlobal as e:
@@ -140,9 +227,13 @@ class FrameReader:
                 self.refusal = f"a frame names the global {e.qualname}, which is never loaded"
                 keep_open = False
                 break
-            except UNPICKLE_ERRORS:
+            except UNPICKLE_ERRORS as e:
+                # not a pickle we can read: the stream is not one we understand, and going
+                # on would only repeat the work on whatever follows
                 batch.reject(BAD_FRAME)
-                continue
+                self.refusal = f"a frame is not a readable pickle ({type(e).__name__})"
+                keep_open = False
+                break
             records_into(data_, batch)
         if keep_open:
             del buf[:pos]

@@ -181,6 +181,10 @@ class LineReader:
         self._rest = b""
         self._skipping = False  # inside an overlong line: drop bytes until its newline
 
+    @property
+    def buffered(self) -> int:
+        return len(self._rest)
+
     def feed(self, data: bytes, batch: Batch) -> None:
         if self._skipping:
             end = data.find(b"\n")

@@ -69,7 +69,9 @@ async def run(ctx: Context, socks: dict[str, socket.socket]) -> None:
 
 async def _statsd(ctx: Context, sock: socket.socket) -> None:
     st = ctx.settings.statsd
-    agg = Aggregator(prefix=st.prefix, percentiles=st.percentiles, delete_idle=st.delete_idle)
+    agg = Aggregator(prefix=st.prefix, percentiles=st.percentiles, delete_idle=st.delete_idle,
+                     forget_after_flushes=max(1, round(st.forget_after / st.flush_interval)),
+                     max_names=st.max_names)
     tel = ctx.telemetry("horizon")
 
     def handle(data: bytes, batch: Batch) -> None:

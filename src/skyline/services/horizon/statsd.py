@@ -35,6 +35,11 @@ BAD_TYPE = "bad_type"
 BAD_RATE = "bad_rate"  # sample rate not in (0, 1]
 BAD_TAGS = "bad_tags"  # a tag that is not key:value
 BAD_ENCODING = "bad_encoding"
+TOO_MANY_NAMES = "too_many_names"  # statsd.max_names names are aggregated already
+NAME_TOO_LONG = "name_too_long"
+SET_TOO_LARGE = "set_too_large"  # MAX_SET_VALUES distinct values in one interval already
+MAX_KEY = 5120  # characters of a name with its labels (the ingest limits' sum)
+MAX_SET_VALUES = 100_000
 
 _SPACES = re.compile(r"\s+")
 _NOT_KEY = re.compile(r"[^a-zA-Z_\-0-9.]")
@@ -111,10 +116,17 @@ class Aggregator:
     """One interval's statsd state. Keys are sanitised names, with `{labels}` when the line
     had tags."""
 
-    def __init__(self, *, prefix: str, percentiles: Sequence[float], delete_idle: bool):
+    def __init__(self, *, prefix: str, percentiles: Sequence[float], delete_idle: bool,
+                 forget_after_flushes: int = 360, max_names: int = 100_000):
         self.prefix = prefix
         self.percentiles = list(percentiles)
         self.delete_idle = delete_idle
+        # names are forgotten after this many flushes without input, and at most max_names
+        # are aggregated at once: one-off names cannot make the state grow for ever
+        self.forget_after = max(1, forget_after_flushes)
+        self.max_names = max_names
+        self._flushes = 0
+        self.last_seen: dict[str, int] = {}
         self.counters: dict[str, float] = {}
         self.gauges: dict[str, float] = {}
         self.gauges_touched: set[str] = set()
@@ -180,6 +192,13 @@ class Aggregator:
         return value, kind, rate
 
     def _apply(self, key: str, value: str, kind: str, rate: float) -> None:
+        seen = self.last_seen
+        if key not in seen:
+            if len(key) > MAX_KEY:
+                raise _Bad(NAME_TOO_LONG)
+            if len(seen) >= self.max_names:
+                raise _Bad(TOO_MANY_NAMES)
+        seen[key] = self._flushes
         if kind == "c":
             self.counters[key] = self.counters.get(key, 0.0) + float(value) / rate
         elif kind == "g":
@@ -189,7 +208,10 @@ class Aggregator:
             self.gauges[key] = x
             self.gauges_touched.add(key)
         elif kind == "s":
-            self.sets.setdefault(key, set()).add(value)
+            members = self.sets.setdefault(key, set())
+            if len(members) >= MAX_SET_VALUES and value not in members:
+                raise _Bad(SET_TOO_LARGE)
+            members.add(value)
         else:
             values, counts = ((self.timers, self.timer_counts) if kind == "ms"
                               else (self.histograms, self.histogram_counts))
@@ -232,6 +254,8 @@ class Aggregator:
 
     def _reset(self) -> None:
         self.gauges_touched = set()
+        self._flushes += 1
+        self._forget()
         if self.delete_idle:
             self.counters, self.timers, self.timer_counts = {}, {}, {}
             self.histograms, self.histogram_counts, self.sets = {}, {}, {}
@@ -244,3 +268,13 @@ class Aggregator:
         self.histograms = {}
         self.histogram_counts = dict.fromkeys(self.histogram_counts, 0.0)
         self.sets = {k: set() for k in self.sets}
+
+    def _forget(self) -> None:
+        """Drop the names that received nothing for forget_after flushes."""
+        oldest = self._flushes - self.forget_after
+        stale = [k for k, at in self.last_seen.items() if at < oldest]
+        for k in stale:
+            del self.last_seen[k]
+            for table in (self.counters, self.gauges, self.timers, self.timer_counts,
+                          self.histograms, self.histogram_counts, self.sets):
+                table.pop(k, None)

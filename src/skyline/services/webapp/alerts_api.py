@@ -7,13 +7,14 @@ from __future__ import annotations
 import getpass
 from typing import Any
 
-from fastapi import APIRouter, Query, Response
+from fastapi import APIRouter, Query, Request, Response
 from pydantic import BaseModel, Field
 from sqlalchemy.engine import Engine
 
 from skyline.core.errors import StoreUnavailable
 from skyline.core.timeutil import parse_until
 from skyline.runtime.context import Context
+from skyline.services.webapp.auth import require_admin
 from skyline.store.sql import alerts as q
 
 PREFIX = "/api/v1"
@@ -31,7 +32,8 @@ class SilenceIn(BaseModel):
     pattern: str = Field(min_length=1, max_length=4096)
     until: str = Field(min_length=1, description="2h, 1d, ISO 8601 or Unix seconds")
     reason: str = Field("", max_length=q.MAX_REASON)
-    who: str = Field("", max_length=255)
+    who: str = Field("", max_length=255, description="ignored when logged in: the author "
+                     "is the user who adds the silence")
 
 
 class SilenceOut(BaseModel):
@@ -84,15 +86,21 @@ def router(ctx: Context) -> APIRouter:
         rows = q.list_silences(_engine(ctx), include_expired=include_expired)
         return {"silences": [s.as_dict() for s in rows]}
 
-    @r.post("/silences", status_code=201, response_model=SilenceOut)
-    def add_silence(body: SilenceIn) -> dict[str, Any]:
+    @r.post("/silences", status_code=201, response_model=SilenceOut,
+            responses={403: {"description": "the user is not an admin", **_ERROR}})
+    def add_silence(request: Request, body: SilenceIn) -> dict[str, Any]:
+        user = require_admin(request)
+        # the author is who is logged in; `who` only names one when nobody is (auth off)
+        who = user.username if user.via != "open" else (body.who or user.username)
         s = q.add_silence(_engine(ctx), body.pattern, parse_until(body.until),
-                          reason=body.reason, who=body.who)
+                          reason=body.reason, who=who)
         return s.as_dict()
 
     @r.delete("/silences/{silence_id}", status_code=204, response_class=Response,
-              responses={404: {"description": "no such silence", **_ERROR}})
-    def remove_silence(silence_id: int) -> Response:
+              responses={404: {"description": "no such silence", **_ERROR},
+                         403: {"description": "the user is not an admin", **_ERROR}})
+    def remove_silence(request: Request, silence_id: int) -> Response:
+        require_admin(request)
         q.remove_silence(_engine(ctx), silence_id)
         return Response(status_code=204)
 

@@ -105,7 +105,7 @@ def router(ctx: Context) -> APIRouter:
         e = await asyncio.to_thread(get_anomaly, data.engine(ctx), event_id)
         png = await asyncio.to_thread(anomaly_png, e)
         return Response(png, media_type="image/png",
-                        headers={"Cache-Control": "public, max-age=86400"})
+                        headers={"Cache-Control": "private, max-age=86400"})
 
     @r.get("/analyzer/runs", tags=["analyzer"], response_model=RunsOut)
     def runs(limit: int = Query(20, ge=1, le=MAX_RUNS)) -> RunsOut:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import html
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from fastapi import APIRouter, FastAPI, Request
@@ -32,8 +32,15 @@ from skyline.services.webapp import (
     pages,
     prometheus_api,
 )
-from skyline.services.webapp.auth import SESSION_COOKIE, Auth, AuthMiddleware, is_open
-from skyline.services.webapp.health import health
+from skyline.services.webapp.auth import (
+    SESSION_COOKIE,
+    Auth,
+    AuthMiddleware,
+    is_flux,
+    is_open,
+)
+from skyline.services.webapp.bodylimit import BodyLimit
+from skyline.services.webapp.health import health, public
 from skyline.services.webapp.models import ErrorOut
 from skyline.services.webapp.templating import STATIC
 from skyline.store.redis_client import CONNECTION_ERRORS
@@ -87,12 +94,52 @@ def install_error_handlers(app: FastAPI) -> None:
         log.error("%s %s: %s", request.method, request.url.path, exc)
         return _error(request, 500, str(exc))
 
+    async def store_down(request: Request, exc: Exception) -> Response:
+        return _error(request, 503, "the hot store (Redis) is unreachable; retry shortly")
+
+    # each class by name: a handler for Exception alone runs in Starlette's outermost layer,
+    # which re-raises after answering, so every request during an outage logged a traceback
+    for cls in CONNECTION_ERRORS:
+        app.add_exception_handler(cls, store_down)
+
     @app.exception_handler(Exception)
     async def unexpected(request: Request, exc: Exception) -> Response:
         if isinstance(exc, CONNECTION_ERRORS):
-            return _error(request, 503, "the hot store (Redis) is unreachable; retry shortly")
+            return await store_down(request, exc)
         log.exception("unhandled error on %s %s", request.method, request.url.path)
         return _error(request, 500, "internal error; the server log has the details")
+
+
+# Pages load only their own scripts and styles (charts are vendored); no other site may
+# frame them (clickjacking of the silence and settings forms). The API docs page loads
+# Swagger UI from its CDN, so it keeps the browser's defaults.
+_CSP = ("default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; "
+        "img-src 'self' data:; frame-ancestors 'none'; base-uri 'self'; form-action 'self'")
+
+
+def _protect(path: str, response: Response) -> None:
+    h = response.headers
+    h.setdefault("X-Content-Type-Options", "nosniff")
+    h.setdefault("X-Frame-Options", "DENY")
+    h.setdefault("Referrer-Policy", "same-origin")
+    if path != f"{API_PREFIX}/docs":
+        h.setdefault("Content-Security-Policy", _CSP)
+
+
+def _body_limits(ctx: Context) -> Callable[[str], int | None]:
+    general = ctx.settings.webapp.max_body_bytes
+    # twice the upload limit: the page refuses a declared body over its limit itself, with
+    # its own message; this bounds chunked uploads, which declare nothing
+    crucible = 2 * crucible_page.MAX_UPLOAD
+
+    def limit_for(path: str) -> int | None:
+        if is_flux(path):
+            return None  # flux reads within its own limits and counts its refusals
+        if path == "/crucible":
+            return max(general, crucible)
+        return general
+
+    return limit_for
 
 
 def core_router(ctx: Context) -> APIRouter:
@@ -100,7 +147,7 @@ def core_router(ctx: Context) -> APIRouter:
 
     @router.get(f"{API_PREFIX}/health", tags=["health"])
     def api_health() -> JSONResponse:
-        result = health(ctx)
+        result = public(health(ctx))
         result["version"] = __version__
         return JSONResponse(result, status_code=200 if result["status"] == "ok" else 503)
 
@@ -125,9 +172,11 @@ def create_app(ctx: Context, routers: Sequence[APIRouter] = ()) -> FastAPI:
     # before the counting middleware, so that it stays outermost and counts refusals too
     auth = Auth(ctx, _error, _wants_json)
     app.add_middleware(AuthMiddleware, auth=auth)
+    tel = ctx.telemetry("webapp")
+    # outside the login check, so that no form it reads for a CSRF token passes the limit
+    app.add_middleware(BodyLimit, limit_for=_body_limits(ctx), error=_error, telemetry=tel)
     app.include_router(login.router(auth))
     app.state.auth = auth
-    tel = ctx.telemetry("webapp")
 
     @app.middleware("http")
     async def count_requests(request: Request, call_next: Any) -> Response:
@@ -142,6 +191,7 @@ def create_app(ctx: Context, routers: Sequence[APIRouter] = ()) -> FastAPI:
             tel.incr("responses_5xx")
         elif response.status_code >= 400:
             tel.incr("responses_4xx")
+        _protect(request.url.path, response)
         return response
 
     app.include_router(core_router(ctx))

@@ -19,12 +19,14 @@ import binascii
 import hmac
 import logging
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote, urlsplit
 
 import sqlalchemy as sa
 from starlette.datastructures import UploadFile
+from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -66,6 +68,28 @@ class WebUser:
 
     def __str__(self) -> str:
         return self.username
+
+
+ADMIN_ONLY = "this needs an admin user (viewers read; `skyline user add NAME --admin`)"
+
+
+def current_user(request: Request) -> WebUser | None:
+    user = request.scope.get("state", {}).get("user")
+    return user if isinstance(user, WebUser) else None
+
+
+def require_admin(request: Request) -> WebUser:
+    """The logged-in user when an admin; 403 for a viewer. Settings, silences, users and
+    tokens are an admin's; everyone logged in reads the rest."""
+    user = current_user(request)
+    if user is None or not user.is_admin:
+        raise HTTPException(403, ADMIN_ONLY)
+    return user
+
+
+def is_flux(path: str) -> bool:
+    """Flux's ingest routes, which check flux keys and limit their own bodies."""
+    return path in FLUX_PATHS or path.startswith("/flux/")
 
 
 def is_open(path: str) -> bool:
@@ -160,6 +184,13 @@ class Auth:
         self.wants_json = wants_json
         self.limiter = LoginLimiter(s.webapp.login_max_failures, s.webapp.login_lockout)
         self.tel: Telemetry = ctx.telemetry("webapp")
+        # password checks (argon2: ~50 ms of CPU and 64 MiB each) in their own few threads,
+        # never the loop's shared pool that the ingest flush uses; beyond `_checks_max`
+        # waiting, a login answers 503 at once
+        self._hasher = ThreadPoolExecutor(s.webapp.login_concurrency,
+                                          thread_name_prefix="webapp-login")
+        self._checks = 0
+        self._checks_max = 10 * s.webapp.login_concurrency
         # set by the service while it creates the settings' users at start, so that a
         # request arriving meanwhile waits for them rather than being refused
         self.users_ready: asyncio.Event | None = None
@@ -171,6 +202,18 @@ class Auth:
             except TimeoutError:
                 raise StoreUnavailable("SQL database", "(users not set up yet)",
                                        "starting") from None
+
+    async def check_password(self, username: str, password: str) -> q.User | None:
+        if self._checks >= self._checks_max:
+            self.tel.incr("logins_busy")
+            raise HTTPException(503, "too many logins at once; try again shortly")
+        self._checks += 1
+        try:
+            loop = asyncio.get_running_loop()
+            return await loop.run_in_executor(self._hasher, q.authenticate, self.engine,
+                                              username, password)
+        finally:
+            self._checks -= 1
 
     @property
     def engine(self) -> Any:

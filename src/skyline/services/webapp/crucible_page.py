@@ -106,8 +106,12 @@ def router(ctx: Context) -> APIRouter:
                 if has_file:
                     assert isinstance(upload, StarletteUpload)
                     text, source, kind = await _read_upload(upload)
-                    t, v = await asyncio.to_thread(parse_series, text, source,
-                                                   min_points=min_points, kind=kind)
+                    try:
+                        t, v = await asyncio.to_thread(parse_series, text, source,
+                                                       min_points=min_points, kind=kind)
+                    except RecursionError:  # json.loads of [[[[...]]]]: a bad file, not a bug
+                        raise InvalidInput(f"{source}: nested too deeply to be a series "
+                                           "([[t, v], ...])") from None
                     name, now = source.rsplit(".", 1)[0], None
                 else:
                     s = await asyncio.to_thread(data.read_series, ctx, metric, None, None)

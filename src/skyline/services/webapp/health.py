@@ -55,3 +55,23 @@ def health(ctx: Context) -> dict[str, Any]:
             result["status"] = "degraded"
             result["database"] = {"ok": False, "error": str(e).splitlines()[0]}
     return result
+
+
+def public(result: dict[str, Any]) -> dict[str, Any]:
+    """What /api/v1/health, which needs no login, shows of `health()`: whether each part is
+    up and each component's heartbeat age, not where the stores are, the errors (which name
+    hosts), pids or instance names; the overview page, behind the login, shows those."""
+    out: dict[str, Any] = {"status": result["status"]}
+    for store in ("redis", "database"):
+        part = result.get(store, {})
+        out[store] = {k: v for k, v in part.items() if k in ("ok", "metrics", "latency_ms")}
+    components: dict[str, Any] = {}
+    for name, beat in result.get("components", {}).items():
+        component = name.split(".", 1)[0]  # the key is component.instance
+        age = beat.get("age_seconds")
+        seen = components.get(component)
+        if seen is None or (age is not None and (seen["age_seconds"] is None
+                                                 or age < seen["age_seconds"])):
+            components[component] = {"age_seconds": age}
+    out["components"] = components
+    return out

@@ -26,6 +26,7 @@ class _Entry:
     failures: int = 0
     last_failure: float = 0.0
     locked_until: float = 0.0
+    checking: int = 0  # attempts whose password is being checked right now
 
 
 class LoginLimiter:
@@ -37,7 +38,8 @@ class LoginLimiter:
 
     def _get(self, key: tuple[str | None, str], now: float) -> _Entry | None:
         e = self._entries.get(key)
-        if e is not None and e.locked_until <= now and now - e.last_failure > FORGET_AFTER:
+        if (e is not None and e.locked_until <= now and not e.checking
+                and now - e.last_failure > FORGET_AFTER):
             del self._entries[key]
             return None
         return e
@@ -52,12 +54,48 @@ class LoginLimiter:
                     wait = max(wait, e.locked_until - now)
             return max(0.0, wait)
 
+    def begin(self, username: str, address: str, now: float) -> float:
+        """Before a password is checked: 0 when it may be (the attempt then counts as a
+        failure-to-be until `failed` or `succeeded`), else the seconds to wait.
+
+        Counting attempts before the check, not after it, keeps a flood of parallel guesses
+        to `max_failures` password checks: the others are refused without any work, and
+        they do not lengthen the lockout, which only failures that ran do."""
+        with self._lock:
+            wait = 0.0
+            keys = (((username, address), self.max_failures),
+                    ((None, address), self.max_failures * ADDRESS_FACTOR))
+            for key, limit in keys:
+                e = self._get(key, now)
+                if e is None:
+                    continue
+                wait = max(wait, e.locked_until - now)
+                if e.failures + e.checking >= limit:
+                    # the checks already under way may use up the allowance: wait for them
+                    wait = max(wait, 1.0)
+            if wait > 0:
+                return wait
+            for key, _limit in keys:
+                e = self._get(key, now)
+                if e is None:
+                    e = self._entries[key] = _Entry(last_failure=now)
+                e.checking += 1
+            self._trim()
+            return 0.0
+
+    def _end_check(self, key: tuple[str | None, str]) -> _Entry | None:
+        e = self._entries.get(key)
+        if e is not None and e.checking:
+            e.checking -= 1
+        return e
+
     def failed(self, username: str, address: str, now: float) -> float:
         """Record a failure; returns the seconds the pair or address is now locked for."""
         with self._lock:
             wait = 0.0
             for key, limit in (((username, address), self.max_failures),
                                ((None, address), self.max_failures * ADDRESS_FACTOR)):
+                self._end_check(key)
                 e = self._get(key, now)
                 if e is None:
                     e = self._entries[key] = _Entry()
@@ -68,12 +106,22 @@ class LoginLimiter:
                     lock = min(MAX_LOCKOUT, self.lockout * 2 ** (e.failures - limit))
                     e.locked_until = now + lock
                     wait = max(wait, lock)
-            while len(self._entries) > MAX_ENTRIES:
-                self._entries.popitem(last=False)
+            self._trim()
             return wait
+
+    def _trim(self) -> None:
+        while len(self._entries) > MAX_ENTRIES:
+            self._entries.popitem(last=False)
 
     def succeeded(self, username: str, address: str) -> None:
         """A correct password forgets the pair's failures (not the address's: one good
         account does not clear a sweep over others)."""
         with self._lock:
+            self._end_check((None, address))
             self._entries.pop((username, address), None)
+
+    def abandoned(self, username: str, address: str) -> None:
+        """The check did not run to an answer (the database failed): no failure recorded."""
+        with self._lock:
+            self._end_check((username, address))
+            self._end_check((None, address))

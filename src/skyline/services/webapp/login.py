@@ -119,16 +119,18 @@ def router(auth: Auth) -> APIRouter:
             return form(request, target, 400, "Give a user name and a password.",
                         username[:64])
         address = auth.address(request.scope)
-        now = time.time()
-        wait = auth.limiter.locked_for(username, address, now)
+        wait = auth.limiter.begin(username, address, time.time())
         if wait > 0:
             auth.tel.incr("logins_locked")
             return form(request, target, 429, f"Too many failed logins: try again in "
                         f"{_seconds(wait)}.", username[:64],
                         headers={"Retry-After": str(int(wait) + 1)})
-        engine = auth.engine
-        await auth.wait_for_users()
-        user = await asyncio.to_thread(q.authenticate, engine, username, password)
+        try:
+            await auth.wait_for_users()
+            user = await auth.check_password(username, password)
+        except BaseException:
+            auth.limiter.abandoned(username, address)
+            raise
         if user is None:
             auth.tel.incr("login_failures")
             locked = auth.limiter.failed(username, address, time.time())

@@ -17,6 +17,7 @@ from skyline.core.events import AnomalyEvent
 from skyline.core.timeutil import iso, parse_until
 from skyline.runtime.context import Context
 from skyline.services.webapp import data
+from skyline.services.webapp.auth import require_admin
 from skyline.services.webapp.health import health
 from skyline.services.webapp.models import finite_list
 from skyline.services.webapp.templating import render
@@ -119,9 +120,9 @@ def router(ctx: Context) -> APIRouter:
     @r.post("/anomalies/{event_id}/silence", response_model=None)
     def silence(request: Request, event_id: str, duration: str = Form("1d"),
                 reason: str = Form("", max_length=alert_store.MAX_REASON)) -> Response:
+        user = require_admin(request)
         e = get_anomaly(data.engine(ctx), event_id)
-        user = getattr(request.state, "user", None)
-        who = str(getattr(user, "name", user) or "web")
+        who = user.username
         try:
             s = alert_store.add_silence(data.engine(ctx), data.exact_pattern(e.metric),
                                         parse_until(duration), reason=reason.strip(), who=who)
@@ -159,6 +160,7 @@ def router(ctx: Context) -> APIRouter:
 
     @r.get("/settings")
     def settings_page(request: Request) -> HTMLResponse:
+        require_admin(request)
         return render(request, "settings.html", toml=as_toml(ctx.settings))
 
     return r

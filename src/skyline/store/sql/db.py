@@ -6,6 +6,8 @@ so no alembic.ini has to exist next to an installed Skyline.
 
 from __future__ import annotations
 
+import contextlib
+import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -79,8 +81,13 @@ def make_engine(url: str, pool_size: int = 5) -> Engine:
 def _sqlite_parent(database: str | None, url: str) -> None:
     if not database or database == ":memory:" or database.startswith("file:"):
         return
+    path = Path(database).expanduser()
     try:
-        Path(database).expanduser().parent.mkdir(parents=True, exist_ok=True)
+        path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        # created empty, readable by this user only, before SQLite creates it (its -wal
+        # and -shm files take the database file's permissions)
+        with contextlib.suppress(FileExistsError):
+            os.close(os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600))
     except OSError as e:
         raise StoreUnavailable(WHAT, mask_url(url), _one_line(e)) from None
 
