@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import io
 import pickle
+import re
 import struct
 from typing import Any
 
@@ -67,14 +68,22 @@ for _opcode, _arg in ((b"G", 8), (b"J", 4), (b"K", 1), (b"M", 2), (b"h", 1), (b"
                   (b"\x8d", _LEN8), (b"\x8e", _LEN8), (b"\x96", _LEN8)):
     _ARGS[_opcode[0]] = _arg
 _LONG_BINPUT, _PUT = ord("r"), ord("p")
+_STRINGS = frozenset(b"X\x8c")  # BINUNICODE, SHORT_BINUNICODE: what names are written as
+# after a record's name: its memo put, (timestamp, value) as two numbers and a tuple, and the
+# record's tuple, each with its memo put (BINPUT, LONG_BINPUT with its index, or MEMOIZE)
+_PUT_ANY = rb"(?:q.|r(....)|\x94)"
+_NUMBER = rb"(?:G.{8}|J.{4}|M..|K.)"
+_RECORD_TAIL = re.compile(_PUT_ANY + _NUMBER + _NUMBER + rb"\x86" + _PUT_ANY + rb"\x86"
+                          + _PUT_ANY, re.DOTALL).match
 _U32 = struct.Struct("<I")
 _U64 = struct.Struct("<Q")
 
 
 def prescan(frame: bytes) -> str | None:
     """None when every opcode is allowed and every memo index is below the frame's length;
-    else why not (a rejection reason). Runs at Python speed (about 0.2 us an opcode, some
-    1.5 us per carbon point); what it saves is unbounded."""
+    else why not (a rejection reason). Runs at Python speed: about 0.6 us of CPU per point of
+    a carbon frame (protocol 2; 0.4 us for protocol 4), five times what unpickling costs;
+    what it saves is unbounded."""
     args = _ARGS
     n = len(frame)
     u32 = _U32.unpack_from
@@ -93,10 +102,18 @@ def prescan(frame: bytes) -> str | None:
                 if op == _LONG_BINPUT and u32(frame, pos)[0] >= n:
                     return MEMO_INDEX
                 pos += arg
-            elif arg == _LEN4:
-                pos += 4 + u32(frame, pos)[0]
-            elif arg == _LEN1:
-                pos += 1 + frame[pos]
+            elif arg == _LEN4 or arg == _LEN1:
+                pos += 4 + u32(frame, pos)[0] if arg == _LEN4 else 1 + frame[pos]
+                if op in _STRINGS:
+                    # a string starts most records: the rest of a typical record (memo put,
+                    # two numbers, the tuples, their memo puts) is checked in one C-speed
+                    # match instead of eight turns of this loop
+                    m = _RECORD_TAIL(frame, pos)
+                    if m is not None:
+                        for idx in m.groups():
+                            if idx is not None and u32(idx)[0] >= n:
+                                return MEMO_INDEX
+                        pos = m.end()
             elif arg == _LINE:
                 end = find(b"\n", pos)
                 if end < 0:
