@@ -213,10 +213,12 @@ class PeakRss:
         self.peak = max(self.peak, self._rss())
 
 
-def raw_http(port: int, head: str, body_chunks: Any = (), timeout: float = 60) -> bytes:
+def raw_http(port: int, head: str, body_chunks: Any = (), timeout: float = 60,
+             stop_on_answer: bool = True) -> bytes:
     """Send a request by hand (headers, then each chunk of the body as it comes), stop
-    sending as soon as the server answers, and return the answer's first bytes (b"" when
-    the connection was reset or closed without one)."""
+    sending as soon as the server answers (unless `stop_on_answer` is False: then the whole
+    body, as curl or httpx would), and return the answer's first bytes (b"" when the
+    connection was reset or closed without one)."""
     import select
 
     with socket.create_connection(("127.0.0.1", port), timeout=timeout) as s:
@@ -224,7 +226,7 @@ def raw_http(port: int, head: str, body_chunks: Any = (), timeout: float = 60) -
         try:
             for chunk in body_chunks:
                 readable, _, _ = select.select([s], [], [], 0)
-                if readable:
+                if readable and stop_on_answer:
                     break
                 s.sendall(chunk)
             s.settimeout(timeout)
