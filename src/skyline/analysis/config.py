@@ -24,7 +24,7 @@ from skyline.core.errors import (
     SettingsError,
     UnknownAlgorithm,
 )
-from skyline.core.patterns import PatternSet, skipped
+from skyline.core.patterns import PatternSet
 from skyline.settings import Settings
 
 APP = "analyzer"
@@ -65,16 +65,20 @@ class AnalyzerConfig:
     def skip_filter(self, names: Sequence[str]) -> list[str]:
         if not self.skip:
             return list(names)
-        skip, keep = PatternSet(self.skip), PatternSet(self.do_not_skip)
-        return [n for n in names if not skipped(n, skip, keep)]
+        # one pass per pattern over all the names (PatternSet.filter), not one per name
+        skip = set(PatternSet(self.skip).filter(names))
+        if skip and self.do_not_skip:
+            skip -= set(PatternSet(self.do_not_skip).filter(skip))
+        return [n for n in names if n not in skip] if skip else list(names)
 
     def monotonic_flags(self, names: Sequence[str]) -> list[bool | None] | None:
         """MONOTONIC_METRIC_NAMESPACES -> True, NON_DERIVATIVE_MONOTONIC_METRICS -> False (it
         wins when both match: a person said "not this one"), else None (detected)."""
         if not self.monotonic and not self.non_derivative:
             return None
-        yes, no = PatternSet(self.monotonic), PatternSet(self.non_derivative)
-        return [False if no.any(n) else True if yes.any(n) else None for n in names]
+        no = set(PatternSet(self.non_derivative).filter(names)) if self.non_derivative else set()
+        yes = set(PatternSet(self.monotonic).filter(names)) if self.monotonic else set()
+        return [False if n in no else True if n in yes else None for n in names]
 
 
 def check_algorithms(params: AnalysisParams, customs: tuple[CustomSpec, ...],
