@@ -413,3 +413,34 @@ def test_arbitrary_bodies_never_give_500_and_valid_lines_are_stored(env):
     assert seen, "no example posted valid lines"
     names = set(ctx.store.names())
     assert seen <= names
+
+
+@pytest.mark.parametrize("processes", [1, 0], ids=["process", "thread"])
+def test_large_bodies_are_parsed_away_from_the_web_app(make, processes):
+    """256 KiB and more: parsed in flux's own process (flux.parse_processes), or its threads
+    with 0; the points, the refusals and the whole-body errors are the same either way."""
+    ctx, client = make(flux={"parse_processes": processes}, FLUX_MAX_METRICS_PER_POST=10_000)
+    now = int(time.time())
+    metrics = [{"metric": f"big.m{i:05d}", "timestamp": now - 60, "value": i}
+               for i in range(6000)]
+    metrics.append({"metric": "big.bad", "timestamp": now, "value": "many"})
+    body = json.dumps({"metrics": metrics}).encode()
+    assert len(body) > 256 * 1024
+    r = client.post("/flux/metric_data_post", content=body, headers={"key": KEY})
+    assert r.status_code == 207, r.text
+    assert r.json()["accepted"] == 6000 and r.json()["rejected"] == 1
+    assert stored(ctx, "team.big.m05999") == [(now - 60.0, 5999.0)]
+    # a broken body of that size: the error raised in the parsing process reaches the client
+    r = client.post("/flux/metric_data_post", content=body[:-100],
+                    headers={"key": KEY})
+    assert r.status_code == 400 and "not valid JSON" in r.json()["error"]
+    r = client.post("/flux/metric_data_post", headers={"key": KEY},
+                    content=json.dumps({"metrics": metrics * 2}).encode())
+    assert r.status_code == 413 and "12002 metrics in one request" in r.json()["error"]
+    lines = "\n".join(f"big.influx{i} value={i} {now}000000000" for i in range(12000))
+    assert len(lines) > 256 * 1024
+    r = client.post("/write", params={"p": KEY}, content=lines.encode())
+    assert r.status_code == 204, r.text
+    assert stored(ctx, "team.big.influx11999_value") == [(float(now), 11999.0)]
+    counters, _ = ctx.telemetry("flux").snapshot()
+    assert counters.get("parsed_in_process", 0) == (4 if processes else 0)

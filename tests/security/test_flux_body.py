@@ -99,3 +99,29 @@ def test_unauthenticated_chunked_login_post_is_cut_at_the_limit(sky: Skyline) ->
     report("login_body", answer=answer[:12], sent_mb=round(sent / 2**20, 1))
     assert answer.startswith(b"HTTP/1.1 413"), answer[:200]
     assert sent < 48 * 2**20  # answered long before the 64 MiB were sent
+
+
+@pytest.mark.parametrize("processes", [1, 0], ids=["parse-process", "parse-thread"])
+def test_a_large_body_is_parsed_without_stalling_the_web_app(tmp_path, processes) -> None:
+    """A valid 8 MiB Influx body (150,000 lines): parsed in flux's own process by default
+    (flux.parse_processes), the web app's health answers throughout; the figures of the
+    threads-only variant are reported beside it."""
+    s = Skyline(tmp_path, SKYLINE_FLUX_API_KEYS=f'{{"{KEY}": "sec"}}',
+                SKYLINE_FLUX__PARSE_PROCESSES=str(processes))
+    try:
+        now = int(time.time())
+        body = "\n".join(f"big.line{i % 500},host=h{i % 7} value={i}.5 {now}000000000"
+                         for i in range(150_000)).encode()
+        assert 7 * 2**20 < len(body) < 10 * 2**20
+        with Probe(s.base) as probe:
+            started = time.monotonic()
+            r = httpx.post(f"{s.base}/write", params={"p": KEY}, content=body,
+                           timeout=FREEZE_BOUND * 60)
+            took = time.monotonic() - started
+        report("large_influx_body", processes=processes, status=r.status_code,
+               request_s=round(took, 3), probe_worst_s=round(probe.worst, 3))
+        assert r.status_code == 204, r.text
+        if processes:
+            assert probe.worst < FREEZE_BOUND
+    finally:
+        s.stop()

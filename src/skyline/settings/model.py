@@ -273,6 +273,13 @@ class FluxSettings(_Section):
         description="Most gzip members in one body (`gzip -c a b` makes two; clients send "
         "one); more answer 400, so a body of empty members cannot cost a decompressor each.",
     )
+    parse_processes: int = Field(
+        1, ge=0, le=16,
+        description="Processes that parse large bodies (JSON, Influx line protocol, "
+        "remote_write; 256 KiB and up), so parsing never holds the web app's interpreter "
+        "(its UI, API and alerters); started on the first large body. 0: parse them in "
+        "threads of the web app's process.",
+    )
     tenant_header: str = Field(
         "X-Scope-OrgID",
         description="HTTP header whose value, when a request has it, becomes one more "

@@ -3,10 +3,13 @@ protocol and reason) and turning an outcome into a response.
 
 Handlers are `async def` and submit on the event loop: the write path (`Ingest`) and its
 backpressure belong to the loop, as for horizon's listeners. Decompression and parsing are
-CPU-bound: small bodies are handled on the loop (a thread hop would cost more than the work),
-larger ones in flux's own few threads (never the loop's shared pool, which the ingest flush
-and the web app use), at most `_BUSY_AFTER` requests at a time; beyond that a request answers
-503 at once rather than queueing without bound.
+CPU-bound: small bodies are handled on the loop (a thread hop would cost more than the work);
+larger ones are decompressed in flux's own few threads (zlib and snappy release the GIL) and
+parsed in flux's own processes (`flux.parse_processes`: a parse holds the interpreter it runs
+in, so in a thread a 10 MiB JSON body would stall the web app's UI, API and alerters for its
+whole parse), at most `_BUSY_AFTER` requests at a time; beyond that a request answers 503 at
+once rather than queueing without bound. A parsing process that dies is replaced and its
+request answered 503.
 """
 
 from __future__ import annotations
@@ -14,14 +17,17 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
-from typing import NoReturn, ParamSpec, TypeVar
+from concurrent.futures import Executor, ProcessPoolExecutor, ThreadPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
+from functools import partial
+from typing import Any, NoReturn, ParamSpec, TypeVar
 
 from fastapi import HTTPException
 from fastapi.responses import JSONResponse, Response
 from starlette.requests import Request
 
 from skyline.runtime.context import Context
+from skyline.runtime.processes import mp_context
 from skyline.services.flux.auth import AuthError, Keys, Namespace, credential
 from skyline.services.flux.body import BadEncoding, BodyTooLarge, decode, read_body
 from skyline.services.flux.points import Outcome, Points, submit, summary
@@ -47,6 +53,7 @@ class Flux:
         self.keys = Keys(ctx.settings)
         self.telemetry = ctx.telemetry("flux")
         self._pool = ThreadPoolExecutor(_WORKERS, thread_name_prefix="flux-parse")
+        self._processes: ProcessPoolExecutor | None = None  # started on the first large body
         self._busy = 0
 
     def refuse(self, protocol: str, status: int, reason: str, message: str) -> NoReturn:
@@ -99,15 +106,26 @@ class Flux:
         except BadEncoding as e:
             self.refuse(protocol, 415 if e.reason == "bad_encoding" else 400, e.reason, str(e))
 
-    async def parse(self, size: int, fn: Callable[P, T], *args: P.args,
-                    **kwargs: P.kwargs) -> T:
-        """fn(*args), on the loop for a small body and in flux's threads for a large one."""
+    async def parse(self, size: int, fn: Callable[..., T], *args: Any,
+                    process: bool = False) -> T:
+        """fn(*args), on the loop for a small body; for a large one in flux's processes
+        (`process`: fn is a module-level function whose arguments and result pickle) or its
+        threads."""
         if size < THREAD_PARSE_BYTES:
-            return fn(*args, **kwargs)
-        return await self._off_loop(None, fn, *args, **kwargs)
+            return fn(*args)
+        if process and self.settings.flux.parse_processes > 0:
+            self.telemetry.incr("parsed_in_process")
+            return await self._off_loop(None, fn, *args, executor=self._process_pool())
+        return await self._off_loop(None, fn, *args)
 
-    async def _off_loop(self, protocol: str | None, fn: Callable[P, T], *args: P.args,
-                        **kwargs: P.kwargs) -> T:
+    def _process_pool(self) -> ProcessPoolExecutor:
+        if self._processes is None:
+            self._processes = ProcessPoolExecutor(self.settings.flux.parse_processes,
+                                                  mp_context=mp_context())
+        return self._processes
+
+    async def _off_loop(self, protocol: str | None, fn: Callable[..., T], *args: Any,
+                        executor: Executor | None = None) -> T:
         if self._busy >= _BUSY_AFTER:
             self.ctx.ingest.reject(protocol or "flux", "busy")
             raise HTTPException(503, "flux is busy decompressing and parsing other requests; "
@@ -115,7 +133,13 @@ class Flux:
         self._busy += 1
         try:
             loop = asyncio.get_running_loop()
-            return await loop.run_in_executor(self._pool, lambda: fn(*args, **kwargs))
+            return await loop.run_in_executor(executor or self._pool, partial(fn, *args))
+        except BrokenProcessPool:
+            # the parsing process died (killed, out of memory): a fresh pool for the next
+            self._processes = None
+            self.ctx.ingest.reject(protocol or "flux", "parser_died")
+            raise HTTPException(503, "the process parsing this request died; retry "
+                                "shortly") from None
         finally:
             self._busy -= 1
 

@@ -49,7 +49,8 @@ async def _write(flux: Flux, request: Request, allowed: tuple[str, ...],
         flux.refuse(PROTOCOL, 400, "bad_precision",
                     f"precision {precision!r}: use one of {', '.join(allowed)}")
     body = await flux.body(request, PROTOCOL)
-    points = await flux.parse(len(body), lineproto.parse, body, precision, time.time())
+    points = await flux.parse(len(body), lineproto.parse, body, precision, time.time(),
+                              process=True)
     return _response(flux.submit(PROTOCOL, points, ns))
 
 

@@ -46,8 +46,9 @@ def add_routes(router: APIRouter, flux: Flux) -> None:
         raw = await flux.body(request, PROTOCOL, limit=limit)
         try:
             jsonbody.check_size(raw, flux.settings.FLUX_MAX_METRICS_PER_POST)
-            doc = await flux.parse(len(raw), jsonbody.load, raw)
-            body_key, items = jsonbody.items_of(doc, flux.settings.FLUX_MAX_METRICS_PER_POST)
+            body_key, points = await flux.parse(
+                len(raw), jsonbody.parse_post, raw, flux.settings.FLUX_MAX_METRICS_PER_POST,
+                time.time(), process=True)
         except jsonbody.BadBody as e:
             if ns is None:  # a client without a good key hears 401, not what is in the body
                 flux.namespace(request, PROTOCOL, e.key)
@@ -58,5 +59,4 @@ def add_routes(router: APIRouter, flux: Flux) -> None:
             flux.refuse(PROTOCOL, 413, "too_many_metrics", str(e))
         if ns is None:
             ns = flux.namespace(request, PROTOCOL, body_key)
-        points = jsonbody.parse_items(items, time.time())
         return points_response(flux.submit(PROTOCOL, points, ns))

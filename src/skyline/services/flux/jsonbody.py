@@ -26,15 +26,27 @@ class BadBody(Exception):
         self.key = key
         super().__init__(message)
 
+    def __reduce__(self) -> tuple[Any, ...]:  # crosses from the parsing process
+        return (BadBody, (self.reason, str(self), self.key))
+
 
 class TooMany(Exception):
     def __init__(self, count: int, limit: int, key: str | None = None, *,
                  approximate: bool = False):
         self.count = count
         self.key = key
+        self.args_ = (count, limit, key, approximate)
         what = f"over {count} JSON values, more than" if approximate else f"{count} metrics"
         super().__init__(f"{what} in one request; at most {limit} metrics "
                          "(FLUX_MAX_METRICS_PER_POST)")
+
+    def __reduce__(self) -> tuple[Any, ...]:  # crosses from the parsing process
+        count, limit, key, approximate = self.args_
+        return (_too_many, (count, limit, key, approximate))
+
+
+def _too_many(count: int, limit: int, key: str | None, approximate: bool) -> TooMany:
+    return TooMany(count, limit, key, approximate=approximate)
 
 
 def number(v: Any) -> float | None:
@@ -71,6 +83,13 @@ def load(raw: bytes) -> Any:
         return json.loads(raw)
     except (ValueError, RecursionError) as e:  # UnicodeDecodeError is a ValueError
         raise BadBody("bad_json", f"the body is not valid JSON: {e}") from None
+
+
+def parse_post(raw: bytes, max_metrics: int, now: float) -> tuple[str | None, Points]:
+    """A POST body to (its key, its points) in one call, so a process can do all of it and
+    send back only the points (BadBody, TooMany as items_of and load raise them)."""
+    key, items = items_of(load(raw), max_metrics)
+    return key, parse_items(items, now)
 
 
 def items_of(body: Any, max_metrics: int) -> tuple[str | None, list[Any]]:

@@ -31,7 +31,7 @@ def add_routes(router: APIRouter, flux: Flux) -> None:
         # the body is snappy whatever Content-Encoding says: the protocol has no other form
         raw = await flux.body(request, PROTOCOL, encoding="snappy")
         try:
-            points = await flux.parse(len(raw), promwrite.parse, raw)
+            points = await flux.parse(len(raw), promwrite.parse, raw, process=True)
         except promwrite.BadProtobuf as e:
             flux.refuse(PROTOCOL, 400, "bad_protobuf", str(e))
         return points_response(flux.submit(PROTOCOL, points, ns))
