@@ -286,3 +286,20 @@ def test_scores_are_kept_as_a_series_beside_the_metric(redis_client, world, tmp_
     HotStore(redis_client).delete(["app.spiked"])
     assert not redis_client.exists(keys.scores("app.spiked"),
                                    keys.analysis_state("app.spiked"))
+
+
+def test_open_incidents_are_indexed_until_they_close(redis_client, world, tmp_path):
+    import json
+
+    a = _analyzer(redis_client, tmp_path, EXPIRATION_TIME=3600)
+    try:
+        (ev,) = a.run_once().events
+        entry = json.loads(redis_client.hget(keys.OPEN_INCIDENTS, "app.spiked"))
+        assert entry["since"] == ev.timestamp and entry["event"] == ev.id
+        assert entry["band_high"] == ev.band_high and entry["score"] == ev.score
+        assert redis_client.hlen(keys.OPEN_INCIDENTS) == 1
+        extend(redis_client, "app.spiked", world, [*noise(5, 12)])
+        assert [e.status for e in a.run_once().events] == ["recovered"]
+        assert not redis_client.hexists(keys.OPEN_INCIDENTS, "app.spiked")
+    finally:
+        a.close()

@@ -9,6 +9,7 @@ settings, vetoed must not collide with it).
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable
 from typing import Any
 
@@ -18,6 +19,7 @@ import redis
 from skyline.analysis.pipeline import PointEvent
 from skyline.core.events import AnomalyEvent, event_id, pack_window
 from skyline.events.stream import publish
+from skyline.store import keys
 
 
 def _finite(x: float) -> float | None:
@@ -51,3 +53,23 @@ def publish_all(client: redis.Redis, events: Iterable[AnomalyEvent], *, maxlen: 
     if n:
         pipe.execute()
     return n
+
+
+def index_incidents(client: redis.Redis, events: Iterable[AnomalyEvent]) -> None:
+    """Keep keys.OPEN_INCIDENTS in step with the events (in order): an anomalous event
+    (a new incident or a re-alert) writes the metric's entry, a vetoed, recovered or new-level
+    one removes it."""
+    pipe = client.pipeline(transaction=False)
+    n = 0
+    for e in events:
+        if e.status == "anomalous":
+            pipe.hset(keys.OPEN_INCIDENTS, e.metric, json.dumps({
+                "since": e.since if e.since is not None else e.timestamp,
+                "last_event": e.timestamp, "band_low": e.band_low, "band_high": e.band_high,
+                "score": e.score, "value": e.value, "source": e.source, "event": e.id},
+                allow_nan=False))
+        else:
+            pipe.hdel(keys.OPEN_INCIDENTS, e.metric)
+        n += 1
+    if n:
+        pipe.execute()

@@ -247,8 +247,9 @@ class HotStore:
             for name in chunk:
                 pipe.delete(keys.series(name))
                 pipe.delete(*keys.metric_keys(name)[1:])  # its analysis state and scores
+            pipe.hdel(keys.OPEN_INCIDENTS, *chunk)
             pipe.srem(keys.METRIC_INDEX, *chunk)
-            deleted += sum(pipe.execute()[:-1:2])
+            deleted += sum(pipe.execute()[:-2:2])
         return deleted
 
     # index --------------------------------------------------------------------------------

@@ -19,6 +19,11 @@ ANOMALY_STREAM = "skyline.events.anomalies"
 #: set of "component:instance" that have published self-metrics
 TELEMETRY_INDEX = "skyline.telemetry.instances"
 
+#: hash metric -> JSON of its open incident ({"since", "last_event", "events", "band_low",
+#: "band_high", "score", "source"}): an index the analyzer keeps beside the analysis states
+#: (which hold the truth), so a page can list what is broken now without reading every state
+OPEN_INCIDENTS = "skyline.incidents.open"
+
 #: the hash of open incidents that releases before 0.2 kept (metric -> JSON); read once to
 #: carry open incidents into the analysis states, then deleted
 LEGACY_ANALYZER_INCIDENTS = "skyline.analyzer.incidents"

@@ -136,6 +136,7 @@ class Roomba:
             pipe = self.client.pipeline(transaction=False)
             for name in gone:
                 pipe.delete(*keys.metric_keys(name)[1:])
+            pipe.hdel(keys.OPEN_INCIDENTS, *gone)  # an incident of a metric that is gone
             pipe.execute()
 
     def run_pass(self, now: float, max_keys: int) -> TrimStats:

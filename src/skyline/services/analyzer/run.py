@@ -14,7 +14,7 @@ from typing import Any
 import redis
 
 from skyline.analysis.config import AnalyzerConfig, from_settings
-from skyline.analysis.emit import publish_all
+from skyline.analysis.emit import index_incidents, publish_all
 from skyline.analysis.judge import CustomFailures
 from skyline.analysis.stages import StageStats
 from skyline.core.events import AnomalyEvent
@@ -142,6 +142,7 @@ class Analyzer:
             merged.merge(r)
         events = sorted(merged.events, key=lambda e: (e.metric, e.timestamp))
         publish_all(self.client, events, maxlen=self.settings.redis.anomaly_stream_maxlen)
+        index_incidents(self.client, events)
         done = time.perf_counter()
 
         stages = {k: round(v, 4) for k, v in merged.stages.items()}
