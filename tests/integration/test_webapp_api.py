@@ -7,6 +7,8 @@ import time
 
 import numpy as np
 
+from skyline.store import history as hist
+from skyline.store import keys
 from tests.integration import webapp_data as wd
 
 
@@ -42,7 +44,7 @@ def test_series(web):
     body = client.get("/api/v1/series/web.a.cpu").json()
     t, v = wd.window(now - 30)
     assert body == {"metric": "web.a.cpu", "points": 300, "timestamps": t.tolist(),
-                    "values": v.tolist()}
+                    "values": v.tolist(), "resolution": None, "downsampled_before": None}
     part = client.get("/api/v1/series/web.a.cpu", params={"from": "-1h", "until": "-10m"}).json()
     assert part["points"] == len(part["timestamps"]) == 50
     assert all(now - 3600 <= x <= now - 600 for x in part["timestamps"])
@@ -58,6 +60,32 @@ def test_series(web):
         "error": "no metric named 'no.such.metric'"}
     bad = client.get("/api/v1/series/web.a.cpu", params={"from": "soon"})
     assert bad.status_code == 400 and bad.json()["error"].startswith("from: not a time")
+
+
+def test_series_reaches_into_the_long_history(web):
+    """7 d / 30 d: before the raw series, the long history's bucket means."""
+    ctx, client = web
+    now = time.time()
+    wd.series(ctx, "web.a.cpu", now - 30)  # 300 raw points, the last 5 h
+    first_raw = now - 30 - 299 * 60
+    r = 600
+    end = (first_raw // r) * r  # whole buckets before the raw series, as the roomba moves
+    t = np.arange(end - 6 * 86400, end, 60.0)
+    b = hist.bucketise(t, np.round(50 + 10 * np.sin(t / 5000.0), 2), r)
+    ctx.client.set(keys.history("web.a.cpu"), hist.encode(b))
+    week = client.get("/api/v1/series/web.a.cpu", params={"from": "-7d"}).json()
+    assert week["resolution"] == r and week["downsampled_before"] == end
+    assert week["points"] == len(b) + 300
+    assert week["timestamps"][: len(b)] == b.timestamps.tolist()
+    assert week["values"][: len(b)] == b.mean.tolist()
+    assert week["timestamps"][len(b):] == wd.window(now - 30)[0].tolist()
+    day = client.get("/api/v1/series/web.a.cpu", params={"from": "-1d"}).json()
+    assert day["downsampled_before"] == end and day["timestamps"][0] >= now - 86400 - r
+    recent = client.get("/api/v1/series/web.a.cpu", params={"from": "-1h"}).json()
+    assert recent["downsampled_before"] is None and recent["points"] == 60
+    page = client.get("/series/web.a.cpu", params={"from": "-30d"},
+                      headers={"Accept": "text/html"}).text
+    assert 'id="long-history-note"' in page and f"{len(b)} means of 600-s buckets" in page
     backwards = client.get("/api/v1/series/web.a.cpu", params={"from": "-1h", "until": "-2h"})
     assert backwards.status_code == 400 and "from is after until" in backwards.json()["error"]
 
@@ -131,7 +159,7 @@ def test_anomaly_detail_window_and_graph(web):
     w = client.get(f"/api/v1/anomalies/{e.id}/window").json()
     t, v = e.window_arrays()
     assert w == {"metric": "web.a.cpu", "points": 300, "timestamps": t.tolist(),
-                 "values": v.tolist()}
+                 "values": v.tolist(), "resolution": None, "downsampled_before": None}
     png = client.get(f"/api/v1/anomalies/{e.id}/graph.png")
     assert png.status_code == 200 and png.content.startswith(b"\x89PNG")
 

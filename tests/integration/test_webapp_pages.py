@@ -143,7 +143,9 @@ def test_anomaly_detail_chart_explanations_deliveries(web):
     chart = _chart(page, "anomaly-chart")
     wt, wv = e.window_arrays()
     assert chart["t"] == wt.tolist() and chart["v"] == wv.tolist()
-    assert chart["marks"] == [{"t": e.timestamp, "v": e.value, "id": e.id,
+    # the mark sits on the charted line at the event's time (v None: chart.js takes the
+    # line's value there), so it is on the line's scale whatever the event quoted
+    assert chart["marks"] == [{"t": e.timestamp, "v": None, "id": e.id, "status": "anomalous",
                                "label": "anomalous (score 0.8)"}]
     assert "/static/vendor/uplot/uPlot.iife.min.js" in page and "/static/chart.js" in page
     assert "Grubbs statistic 4.2 above the critical 3.1" in page
@@ -276,6 +278,17 @@ def test_settings_page_masks_secrets(tmp_path):
     assert r.status_code == 200
     assert "hunter2secret" not in r.text
     assert "sky:***@db/sky" in r.text and "FULL_DURATION" in r.text
+    page = r.text
+    # grouped by component, the detector first, each value with where it came from
+    groups = re.findall(r'<details class="settings-group" id="group-([a-z]+)"', page)
+    assert groups[:2] == ["analyzer", "pipeline"] and "stores" in groups
+    rows = re.findall(r'<tr class="origin-([a-z]+)" data-setting="([^"]+)">', page)
+    assert rows[0] == ("default", "analyzer.detector")
+    assert ("override", "DATABASE_URL") in rows and ("default", "FULL_DURATION") in rows
+    assert page.index('id="decides"') < page.index('id="group-analyzer"')
+    changed = client.get("/settings?changed=1", headers=HTML).text
+    shown = re.findall(r'data-setting="([^"]+)"', changed)
+    assert set(shown) == {"DATA_DIR", "DATABASE_URL", "WEBAPP_AUTH_ENABLED"}
 
 
 CSV = "timestamp,value\n" + "\n".join(
@@ -392,3 +405,98 @@ def test_logged_in_forms_carry_the_session_csrf_token(tmp_path):
         (s,) = alert_store.list_silences(engine)
         assert s.who == "ops"
         engine.dispose()
+
+
+def test_anomaly_page_quotes_the_boundary_rule_that_fired(web):
+    from skyline.core.events import AlgorithmResult, AnomalyEvent
+    from skyline.store.sql import save_anomaly
+
+    ctx, client = web
+    ts = time.time() - 600
+    wt, wv = wd.window(ts)
+    text = "value 42 < 100 for 3 consecutive checks (rule api <requests>)"
+    e = AnomalyEvent.build(metric="prod.api.rps", timestamp=ts, value=42.0, score=1.0,
+                           source="boundary", status="anomalous", triggered=("less_than",),
+                           results=(AlgorithmResult("less_than", True, 42.0, 100.0, text),),
+                           created=ts, window_timestamps=wt, window_values=wv)
+    assert save_anomaly(ctx.engine, e)
+    page = client.get(f"/anomalies/{e.id}", headers=HTML).text
+    rule = page[page.index('id="rule"'):]
+    rule = rule[:rule.index("</p>")]
+    assert "Boundary rule <b>less_than</b>" in rule and str(escape(text)) in rule
+    analyzer = wd.anomaly(ctx, "web.a.cpu", ts)
+    assert 'id="rule"' not in client.get(f"/anomalies/{analyzer.id}", headers=HTML).text
+
+
+def test_an_anomaly_mirage_judged_shows_the_week_it_judged(web):
+    from skyline.core.events import AnomalyEvent, StageVerdict
+    from skyline.store import history as hist
+    from skyline.store import keys
+    from skyline.store.sql import save_anomaly
+
+    ctx, client = web
+    now = time.time()
+    wd.series(ctx, "web.a.cpu", now - 30)  # raw: the last 5 h
+    first_raw = now - 30 - 299 * 60
+    end = (first_raw // 600) * 600
+    t = np.arange(end - 7 * 86400, end, 60.0)
+    b = hist.bucketise(t, np.round(10 + np.sin(t / 9000.0), 2), 600)
+    ctx.client.set(keys.history("web.a.cpu"), hist.encode(b))
+    verdict = StageVerdict("mirage", "veto", "4 similar peaks near 02:05 on earlier days; this "
+                           "one (90) is within their range", {"hours": 168.0})
+    wt, wv = wd.window(now - 30)
+    e = AnomalyEvent.build(metric="web.a.cpu", timestamp=now - 30, value=90.0, score=0.9,
+                           source="analyzer", status="vetoed", stages=(verdict,),
+                           window_timestamps=wt, window_values=wv)
+    assert save_anomaly(ctx.engine, e)
+    page = client.get(f"/anomalies/{e.id}", headers=HTML).text
+    assert "4 similar peaks near 02:05" in page and 'id="mirage-heading"' in page
+    chart = _chart(page, "mirage-chart")
+    assert chart["t"][0] >= now - 30 - 168 * 3600 - 600
+    assert len(chart["t"]) == int(((b.timestamps >= now - 30 - 168 * 3600)).sum()) + 300
+    assert chart["marks"][0]["id"] == e.id
+    # an anomaly Mirage did not judge has no such chart
+    other = wd.anomaly(ctx, "web.a.cpu", now - 90)
+    assert 'id="mirage-heading"' not in client.get(f"/anomalies/{other.id}", headers=HTML).text
+
+
+def test_crucible_on_a_stored_metric_runs_mirage_on_its_long_history(tmp_path):
+    """A metric of the hot store: crucible's Mirage reads its long history as it does live
+    (a job every 48 h, absent from the raw day, vetoed on the week)."""
+    from fastapi.testclient import TestClient
+
+    from skyline.runtime.context import Context
+    from skyline.services.webapp import create_app
+    from skyline.settings import load_settings
+    from skyline.store import keys
+    from skyline.store.redis_client import redis_session
+    from skyline.store.roomba import HistoryPolicy, Roomba
+    from skyline.store.series import encode
+    from skyline.store.sql import db
+
+    settings = load_settings(DATA_DIR=tmp_path / "var", WEBAPP_AUTH_ENABLED=False,
+                             analyzer={"stages": ["mirage"]},
+                             mirage={"namespaces": [{"pattern": "app.*", "hours": 168}]})
+    with redis_session(settings) as handle:
+        ctx = Context(settings, handle)
+        engine = ctx.engine = db.make_engine(settings.database_url)
+        db.upgrade(engine)
+        try:
+            now = time.time()
+            rng = np.random.default_rng(11)
+            t = np.arange(now - 8 * 86400, now - 5, 60.0)
+            v = 100 + rng.normal(0, 2, t.size)
+            v[(now - t) % (2 * 86400) < 90] += 50  # every 48 h, the newest point included
+            ctx.client.set(keys.series("app.job"), encode(t, v))
+            ctx.client.sadd(keys.METRIC_INDEX, "app.job")
+            Roomba(ctx.client, retention=86400 + 600,
+                   history=HistoryPolicy(resolution=600, span=7 * 86400, batch=3600)
+                   ).run_pass(now, 10)
+            assert ctx.client.exists(keys.history("app.job"))
+            client = TestClient(create_app(ctx), raise_server_exceptions=False)
+            r = client.post("/crucible", data={"metric": "app.job"}, headers=HTML)
+            assert r.status_code == 200, r.text[:500]
+            stages = r.text[r.text.index('id="stages"'):]
+            assert "<b>mirage</b>: veto:" in stages, stages[:500]
+        finally:
+            engine.dispose()

@@ -10,18 +10,18 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
+from skyline.alerting.alertmanager import build_alerts
+from skyline.alerting.content import Alert, mrkdwn_code
+from skyline.alerting.pagerduty import build_event, dedup_key
+from skyline.alerting.slack import build_payload
+from skyline.alerting.smtp import build_message
+from skyline.alerting.syslog import format_message
+from skyline.alerting.webhook import build_body, signature
 from skyline.cli.main import cli
 from skyline.core.errors import SettingsError
 from skyline.core.events import AlgorithmResult, AnomalyEvent
-from skyline.services.alerters.alertmanager import build_alerts
-from skyline.services.alerters.content import Alert, mrkdwn_code
 from skyline.services.alerters.delivery import retry_delay
-from skyline.services.alerters.pagerduty import build_event, dedup_key
 from skyline.services.alerters.routing import Router
-from skyline.services.alerters.slack import build_payload
-from skyline.services.alerters.smtp import build_message
-from skyline.services.alerters.syslog import format_message
-from skyline.services.alerters.webhook import build_body, signature
 from skyline.settings import load_settings
 from skyline.settings.alerts import AlertRule
 from tests.alertsinks import parse_rfc5424, validate_pagerduty, validate_slack
@@ -261,3 +261,57 @@ def test_smtp_message_structure_and_escaping() -> None:
 
 def test_retry_delays_double_up_to_the_maximum() -> None:
     assert [retry_delay(n, 5, 60) for n in range(1, 7)] == [5, 10, 20, 40, 60, 60]
+
+
+# alerts per incident (rules with group = "incident") ------------------------------------------
+def incident(members: list[str], **kw: object) -> dict:
+    body = {"incident": "inc0123456789abcdef", "change": "joined", "metric": members[-1],
+            "origin": members[0], "started": 1.8e9, "ended": None, "members": members,
+            "open_members": len(members)}
+    body.update(kw)
+    return body
+
+
+def test_a_rule_groups_per_metric_or_per_incident() -> None:
+    assert AlertRule(pattern="**", channel="slack").group == "metric"
+    rule = AlertRule(pattern="**", channel="slack", group="incident")
+    [route] = Router([rule], ["slack"]).routes("a.b")
+    assert route.group == "incident"
+    with pytest.raises(ValueError, match="group"):
+        AlertRule(pattern="**", channel="slack", group="outage")
+
+
+def test_incident_alerts_on_every_channel_keep_limits_and_escape() -> None:
+    members = [NASTY + f".m{i}" for i in range(60)]
+    first = alert(NASTY, incident=incident(members[:1], change="opened"))
+    update = alert(NASTY, kind="update", incident=incident(members))
+    over = alert(NASTY, kind="resolve", incident=incident(members, ended=1.8e9 + 600,
+                                                          open_members=0))
+    assert first.title().startswith("Skyline incident: ") and "(1 metric)" in first.title()
+    assert update.title() == (f"Skyline incident update: 60 metrics, 60 still anomalous "
+                              f"(origin {members[0]})")
+    assert over.title().startswith(f"Skyline: incident of {members[0]} over (60 metrics)")
+    facts = dict(update.facts())
+    assert facts["incident"] == "inc0123456789abcdef"
+    assert facts["members (60, 60 open)"].endswith(" and 30 more")
+    for a in (first, update, over):
+        payload = build_payload(a, None)
+        assert validate_slack("/", {}, json.dumps(payload).encode()) is None
+        assert "<script>" not in json.dumps(payload) and "<!channel>" not in json.dumps(payload)
+        ev = build_event(a, "k" * 32, "error")
+        assert validate_pagerduty("/v2/enqueue", {}, json.dumps(ev).encode()) is None
+        assert ev["dedup_key"] == "skyline-incident/inc0123456789abcdef"
+        labels = build_alerts(a, {}, now=2e9)[0]["labels"]
+        assert labels == {"alertname": "SkylineIncident", "incident": "inc0123456789abcdef"}
+        data = json.loads(build_body(a, include_graph=False))["alert"]
+        assert data["incident"]["members"] == ([members[0]] if a is first else members)
+    assert build_event(update, "k" * 32, "error")["event_action"] == "trigger"
+    assert build_event(over, "k" * 32, "error")["event_action"] == "resolve"
+    s = load_settings(alerters={"syslog": {"enabled": True},
+                                "smtp": {"enabled": True, "recipients": ["ops@example.com"]}})
+    msg = parse_rfc5424(format_message(update, s.alerters.syslog))
+    assert msg["msgid"] == "update" and msg["params"]["incident"] == "inc0123456789abcdef"
+    mail = build_message(update, s.alerters.smtp, ["ops@example.com"])
+    parsed = message_from_bytes(mail.as_bytes(), policy=policy.default)
+    assert "\n" not in parsed["Subject"] and "Skyline incident update" in parsed["Subject"]
+    assert "See this incident in Skyline" in parsed.get_body(("html",)).get_content()

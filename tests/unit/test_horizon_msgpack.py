@@ -6,7 +6,7 @@ import msgpack
 from hypothesis import given
 from hypothesis import strategies as st
 
-from skyline.services.horizon.batch import Batch
+from skyline.ingest.batch import Batch
 from skyline.services.horizon.msgpack_udp import parse_datagram
 
 

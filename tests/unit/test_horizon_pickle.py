@@ -10,7 +10,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from skyline.services.horizon.batch import Batch
+from skyline.ingest.batch import Batch
 from skyline.services.horizon.graphite_pickle import (
     ForbiddenGlobal,
     FrameReader,

@@ -7,8 +7,8 @@ import math
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from skyline.services.horizon.batch import Batch
-from skyline.services.horizon.plaintext import LineReader, parse_datagram, parse_lines, tagged_name
+from skyline.ingest.batch import Batch
+from skyline.ingest.plaintext import LineReader, parse_datagram, parse_lines, tagged_name
 
 
 def points(batch: Batch) -> list[tuple[str, float, float]]:

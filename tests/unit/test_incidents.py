@@ -173,8 +173,14 @@ def test_run_statistics_become_valid_self_metrics():
                      stages={"fetch": 0.5, "fetch_wait": 0.1, "publish": 0.01})
     tel = Telemetry("analyzer", "i")
     ev = to_event(_point_event("vetoed"), "analyzer", 1.0)
-    record(tel, RunReport(stats=stats, events=[ev]))
+    from skyline.analysis.stages import StageStats
+
+    st = StageStats(checked=1, vetoed=1, per_stage={"mirage": {"veto": 1,
+                                                               "remote_errors_timeout": 2}})
+    record(tel, RunReport(stats=stats, events=[ev], stage_stats=st))
     counters, gauges = tel.snapshot()
+    assert counters["stage_mirage_veto"] == 1
+    assert counters["stage_mirage_remote_errors_timeout"] == 2
     assert counters["exception_too_short"] == 1
     assert counters["exception_deleted_by_roomba"] == 1
     assert counters["exception_custom_algorithm_timeout"] == 2

@@ -15,10 +15,10 @@ import pytest
 
 from skyline.core.errors import InvalidInput
 from skyline.core.timeutil import parse_until
+from skyline.ingest.batch import Batch
 from skyline.ingest.refusals import PER_MINUTE, RefusalLog
 from skyline.services.flux.body import BadEncoding, BodyTooLarge, gunzip
 from skyline.services.flux.jsonbody import TooMany, check_size
-from skyline.services.horizon.batch import Batch
 from skyline.services.horizon.graphite_pickle import (
     FORBIDDEN_OPCODE,
     MEMO_INDEX,

@@ -16,7 +16,7 @@ LAYERS: list[set[str]] = [
     {"skyline.store", "skyline.settings"},
     {"skyline.events", "skyline.telemetry", "skyline.runtime", "skyline.ingest",
      "skyline.algorithms", "skyline.plots", "skyline.snab", "skyline.analysis",
-     "skyline.remote"},
+     "skyline.remote", "skyline.alerting"},
     {"skyline.services"},
     {"skyline.cli"},
 ]

@@ -93,6 +93,59 @@ def test_a_garbage_answer_abstains():
     assert not vetoed and verdicts[0].verdict == "abstain" and "perhaps" in verdicts[0].reason
 
 
+class Batching:
+    """A stage that judges a step's candidates together; vetoes those above 140."""
+
+    name = "batching"
+
+    def __init__(self, clock: list[float] | None = None, fail: bool = False) -> None:
+        self.calls: list[int] = []
+        self.clock, self.fail = clock, fail
+
+    def check(self, c: Candidate, deadline: float) -> StageVerdict:
+        raise AssertionError("a batching stage is called through check_many")
+
+    def check_many(self, cands, deadline):
+        self.calls.append(len(cands))
+        if self.fail:
+            raise RuntimeError("history store down")
+        if self.clock is not None:
+            self.clock[0] += 5.0 * len(cands)
+        return [StageVerdict(self.name, "veto" if c.value > 140 else "confirm", "batch")
+                for c in cands]
+
+
+def test_check_many_calls_a_batching_stage_once_with_the_candidates_not_yet_vetoed():
+    cands = [_candidate(150.0), _candidate(130.0), _candidate(145.0), _candidate(120.0)]
+    batching = Batching()
+    calls: list[str] = []
+    stages = Stages([batching, Fixed("after", "veto", calls)])
+    got = stages.check_many(cands)
+    assert batching.calls == [4]  # one call for the step
+    assert calls == ["after", "after"]  # the others, one by one, after the batch's vetoes
+    assert [v for v, _ in got] == [True, True, True, True]
+    assert [len(vs) for _, vs in got] == [1, 2, 1, 2]
+    assert stages.stats.checked == 4 and stages.stats.vetoed == 4
+    def plain(x):
+        return [(v, [(s.stage, s.verdict, s.reason) for s in vs]) for v, vs in x]
+
+    assert plain(got) == plain([stages.check(c) for c in cands])
+
+
+def test_a_batch_that_fails_or_overruns_abstains_for_each_candidate():
+    cands = [_candidate(150.0), _candidate(130.0)]
+    stages = Stages([Batching(fail=True)])
+    got = stages.check_many(cands)
+    assert all(not v and vs[0].verdict == "abstain" and "history store down" in vs[0].reason
+               for v, vs in got)
+    assert stages.stats.errors == 2
+    now = [0.0]
+    stages = Stages([Batching(now)], budget=1.0, clock=lambda: now[0])  # 10 s for 2 x 1 s
+    got = stages.check_many(cands)
+    assert all(not v and "budget" in vs[0].reason for v, vs in got)
+    assert stages.stats.overruns == 2
+
+
 @pytest.mark.parametrize(("value", "verdict"), [(150.0, "confirm"), (111.0, "veto"),
                                                 (89.5, "veto"), (10.0, "confirm")])
 def test_margin_stage(value, verdict):

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Final, Protocol, runtime_checkable
 import numpy as np
 import numpy.typing as npt
 
+from skyline.core.numbers import si
 from skyline.core.types import FloatArray
 
 if TYPE_CHECKING:
@@ -103,7 +104,7 @@ def fmt(x: float) -> str:
         return "n/a"
     if math.isinf(x):
         return "inf" if x > 0 else "-inf"
-    return f"{x:.4g}"
+    return si(x, 4)
 
 
 class BaseAlgorithm:

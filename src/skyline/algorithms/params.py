@@ -32,7 +32,7 @@ _LABELS = {Status.OK: "Analysed", Status.EMPTY: "EmptyTimeseries", Status.TOO_SH
            Status.INCOMPLETE: "Incomplete", Status.STALE: "Stale", Status.BORING: "Boring"}
 
 
-DETECTORS = ("score", "consensus")
+DETECTORS = ("score", "consensus", "learning")
 
 
 @dataclass(frozen=True)

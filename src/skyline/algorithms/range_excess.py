@@ -24,6 +24,7 @@ until it leaves the window's range. Scored on the NAB corpus (docs/benchmarks.md
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -192,9 +193,21 @@ class RangeExcess(BaseAlgorithm):
         return f"fewer than {1 + MIN_EARLIER} points"
 
     def explain(self, opinions: Opinions, i: int) -> str:
+        # the statistic and limit columns are sigmas, so the text leads with sigmas too; a
+        # flat earlier range has no sigma to count in, and says so instead of "inf sigma"
         c = lambda key: self.ctx(opinions, key, i)  # noqa: E731
-        return (f"anomaly score {fmt(c('score'))} (limit {fmt(self.threshold)}): value "
-                f"{fmt(c('last'))} is {fmt(c('level_z'))} sigma beyond the earlier range "
-                f"[{fmt(c('low'))}, {fmt(c('high'))}] (sigma {fmt(c('std'))}); its step "
-                f"{fmt(c('step'))} is {fmt(c('step_z'))} step-sigma beyond the largest earlier "
-                f"step {fmt(c('max_step'))}")
+        earlier = f"[{fmt(c('low'))}, {fmt(c('high'))}]"
+        if math.isfinite(c("level_z")):
+            level = (f"value {fmt(c('last'))} is {fmt(c('level_z'))} sigma beyond the earlier "
+                     f"range {earlier} (limit {fmt(to_sigmas(self.threshold))} sigma; "
+                     f"sigma {fmt(c('std'))})")
+        else:
+            level = (f"value {fmt(c('last'))} left the earlier range {earlier}, which never "
+                     "moved (a flat series: any change is beyond it)")
+        if math.isfinite(c("step_z")):
+            step = (f"its step {fmt(c('step'))} is {fmt(c('step_z'))} step-sigma beyond the "
+                    f"largest earlier step {fmt(c('max_step'))}")
+        else:
+            step = (f"its step {fmt(c('step'))} is larger than any earlier step "
+                    f"(largest {fmt(c('max_step'))})")
+        return f"{level}; {step}; anomaly score {fmt(c('score'))} (limit {fmt(self.threshold)})"

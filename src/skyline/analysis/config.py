@@ -45,6 +45,8 @@ class AnalyzerConfig:
     do_not_skip: tuple[str, ...] = ()
     monotonic: tuple[str, ...] = ()
     non_derivative: tuple[str, ...] = ()
+    stage_configs: Mapping[str, Any] = field(default_factory=dict)
+    """Stage configurations resolved from the Settings (StageContext.configs)."""
 
     @property
     def expiration(self) -> float:
@@ -57,10 +59,20 @@ class AnalyzerConfig:
         """The pipeline these settings describe. Custom algorithms need `isolation` (the
         caller owns and closes it); stages get `context` (the analyzer's workers give them
         their Redis client and SQL engine)."""
+        context = context or StageContext()
+        if self.stage_configs:
+            context = dataclasses.replace(context,
+                                          configs={**self.stage_configs, **context.configs})
         stages = Stages(build_stages(self.stages, self.stage_options, stage_registry, context),
                         budget=self.stage_budget)
+        learner = None
+        if self.params.detector == "learning":
+            from skyline.algorithms.learning import LearningDetector
+
+            learner = LearningDetector()
         return Pipeline(self.params, self.rules, customs=self.customs, isolation=isolation,
-                        stages=stages, registry=registry, catch_up=self.catch_up)
+                        stages=stages, registry=registry, catch_up=self.catch_up,
+                        learner=learner)
 
     def skip_filter(self, names: Sequence[str]) -> list[str]:
         if not self.skip:
@@ -124,7 +136,22 @@ def from_settings(s: Settings, registry: Mapping[str, Any] | None = None) -> Ana
         skip=tuple(s.SKIP_LIST), do_not_skip=tuple(s.DO_NOT_SKIP_LIST),
         monotonic=tuple(s.MONOTONIC_METRIC_NAMESPACES),
         non_derivative=tuple(s.NON_DERIVATIVE_MONOTONIC_METRICS),
+        stage_configs=stage_configs(s, params),
     )
+
+
+def stage_configs(s: Settings, params: AnalysisParams) -> dict[str, Any]:
+    """What the built-in stages listed in analyzer.stages take from the Settings."""
+    out: dict[str, Any] = {}
+    if "mirage" in s.analyzer.stages:
+        from skyline.analysis.mirage import MirageConfig
+
+        out["mirage"] = MirageConfig.from_settings(s, params)
+    if "ionosphere" in s.analyzer.stages:
+        from skyline.analysis.ionosphere import IonosphereConfig
+
+        out["ionosphere"] = IonosphereConfig.from_settings(s)
+    return out
 
 
 def triggers(s: Settings) -> list[str]:

@@ -31,7 +31,8 @@ from skyline.analysis.isolation import Isolation
 from skyline.analysis.judge import Judge
 from skyline.analysis.params import analysis_params
 from skyline.analysis.pipeline import Pipeline
-from skyline.analysis.replay import replay
+from skyline.analysis.replay import _series_history, replay
+from skyline.analysis.stages import StageContext
 from skyline.core.errors import InvalidInput
 from skyline.core.events import AlgorithmResult, StageVerdict
 from skyline.core.types import FloatArray
@@ -96,11 +97,23 @@ class Replay:
 
 
 def examine(pipeline: Pipeline, metric: str, t: FloatArray, v: FloatArray, *,
-            now: float | None = None, detector: str | None = None) -> Examination:
-    """The analyzer's first run on this series, at `now` (None: no clock, nothing is stale)."""
+            now: float | None = None, detector: str | None = None,
+            history_from_series: bool = True) -> Examination:
+    """The analyzer's first run on this series, at `now` (None: no clock, nothing is stale).
+    The stages see the whole series as the metric's history (a file longer than
+    FULL_DURATION gives Mirage its week, as the long history would live); with
+    history_from_series False (a metric of the hot store, stages given its Redis client)
+    they read the hot store as they do live."""
     prepared = prepare([(t, v)], pipeline.params, now=now, analyse_all=True)
     states = pipeline.fresh(1)
-    result = pipeline.run([metric], prepared, states, explain_newest=True)
+    previous = pipeline.history
+    if previous is None and history_from_series:
+        whole = _series_history(t, v)
+        pipeline.history = lambda _metric, a, b: whole(a, b)
+    try:
+        result = pipeline.run([metric], prepared, states, explain_newest=True)
+    finally:
+        pipeline.history = previous
     p = result.points
     status = Status(int(prepared.status[0])).label
     state = pipeline.layout.pack(states)[0]
@@ -182,15 +195,16 @@ def crucible_config(settings: Settings) -> AnalyzerConfig:
 
 
 @contextlib.contextmanager
-def crucible_pipeline(settings: Settings, algorithms: str | None = None
-                      ) -> Iterator[Pipeline]:
+def crucible_pipeline(settings: Settings, algorithms: str | None = None,
+                      context: StageContext | None = None) -> Iterator[Pipeline]:
     """The pipeline crucible judges with (its custom algorithms' process closed on exit):
-    the analyzer's, or with `algorithms` the vote of those algorithms."""
+    the analyzer's, or with `algorithms` the vote of those algorithms. `context`: what the
+    stages may use (a Redis client for a metric of the hot store)."""
     config = crucible_config(settings)
     if not algorithms:
         isolation = Isolation(config.customs) if config.customs else None
         try:
-            yield config.pipeline(isolation)
+            yield config.pipeline(isolation, context=context)
         finally:
             if isolation is not None:
                 isolation.close()
@@ -207,7 +221,8 @@ def crucible_pipeline(settings: Settings, algorithms: str | None = None
     try:
         judge = Judge(params, customs, isolation=isolation, run_builtins=bool(builtins),
                       consensus=consensus)
-        yield Pipeline(params, config.rules, stages=config.pipeline().stages, judge=judge,
+        yield Pipeline(params, config.rules, stages=config.pipeline(context=context).stages,
+                       judge=judge,
                        catch_up=config.catch_up)
     finally:
         if isolation is not None:

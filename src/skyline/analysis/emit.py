@@ -26,12 +26,18 @@ def _finite(x: float) -> float | None:
     return float(x) if np.isfinite(x) else None
 
 
-def to_event(pe: PointEvent, source: str, created: float, *, level: int = 1) -> AnomalyEvent:
+def to_event(pe: PointEvent, source: str, created: float, *, level: int = 1,
+             scope: str = "") -> AnomalyEvent:
     """The AnomalyEvent of a decided point (the window compressed at zlib `level`: 1 in the
-    analyzer's workers, where noisy floats barely compress at any level)."""
+    analyzer's workers, where noisy floats barely compress at any level). `scope` names the
+    check within the source when one source may decide the same point twice (Boundary's
+    algorithms): it goes into the id, so the two events do not collide."""
     extra: dict[str, Any] = {}
+    origin = f"{source}/{scope}" if scope else source
     if pe.status != "anomalous":
-        extra["id"] = event_id(pe.metric, pe.timestamp, f"{source}/{pe.status}")
+        extra["id"] = event_id(pe.metric, pe.timestamp, f"{origin}/{pe.status}")
+    elif scope:
+        extra["id"] = event_id(pe.metric, pe.timestamp, origin)
     window = pack_window(pe.window_timestamps, pe.window_values, level=level) \
         if len(pe.window_timestamps) else b""
     return AnomalyEvent(
@@ -58,10 +64,26 @@ def publish_all(client: redis.Redis, events: Iterable[AnomalyEvent], *, maxlen: 
 def index_incidents(client: redis.Redis, events: Iterable[AnomalyEvent]) -> None:
     """Keep keys.OPEN_INCIDENTS in step with the events (in order): an anomalous event
     (a new incident or a re-alert) writes the metric's entry, a vetoed, recovered or new-level
-    one removes it."""
+    one removes it, unless another source wrote it (Boundary's open incident on a metric
+    stays listed when the analyzer's incident on it ends)."""
+    events = list(events)
+    ending = list(dict.fromkeys(e.metric for e in events if e.status != "anomalous"))
+    owner: dict[str, str | None] = {}
+    if ending:
+        for m, raw in zip(ending, client.hmget(keys.OPEN_INCIDENTS, ending), strict=True):
+            try:
+                owner[m] = json.loads(raw).get("source") if raw is not None else None
+            except (ValueError, AttributeError):
+                owner[m] = None
     pipe = client.pipeline(transaction=False)
     n = 0
     for e in events:
+        if e.status != "anomalous":
+            if owner.get(e.metric) not in (None, e.source):
+                continue
+            owner[e.metric] = None
+        elif e.metric in owner:
+            owner[e.metric] = e.source
         if e.status == "anomalous":
             pipe.hset(keys.OPEN_INCIDENTS, e.metric, json.dumps({
                 "since": e.since if e.since is not None else e.timestamp,

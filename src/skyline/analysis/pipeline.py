@@ -20,14 +20,15 @@ mean) after the cursor is new; every new point is processed once, oldest first:
 4. a detector with state learns the point, unless an incident is open after it.
 
 A metric met for the first time (no state: cursor NaN) is bootstrapped: a window detector
-judges only its newest point; a detector with state steps through the whole window to learn
-it, following incidents as usual but emitting nothing before the newest point (an incident
+judges only its newest point; a detector with state steps through the newest BOOTSTRAP_POINTS
+of the window to learn them, following incidents as usual but emitting nothing before the newest point (an incident
 still open then is reported at the newest point).
 """
 
 from __future__ import annotations
 
 import dataclasses
+import logging
 import math
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -56,6 +57,12 @@ IntArray = npt.NDArray[np.int64]
 DETECTOR_IDS = {"score": 1, "consensus": 2, "learning": 3}
 WINDOW_STATE_VERSION = 1
 CATCH_UP = 60  # new points a window detector judges per metric per run, newest first
+#: points of its window a detector with state learns from a metric met for the first time (the
+#: newest): bounds the first run after a start or a change of detector (every metric at once)
+#: to what a run can do within MAX_ANALYZER_PROCESS_RUNTIME; the rest is learnt live
+BOOTSTRAP_POINTS = 60
+
+log = logging.getLogger(__name__)
 
 
 class Learner(Protocol):
@@ -306,7 +313,8 @@ class Pipeline:
         cursor = states["header"]["cursor"]
         prepared = _with_new_points(prepared, cursor)
         if self.stateful:
-            cap = np.full(len(names), np.iinfo(np.int64).max)
+            cap = np.where(np.isnan(cursor), BOOTSTRAP_POINTS,
+                           np.iinfo(np.int64).max).astype(np.int64)
         else:
             cap = np.where(np.isnan(cursor), 1, self.catch_up).astype(np.int64)
         points = _select(prepared, cursor, cap)
@@ -439,6 +447,8 @@ class Pipeline:
                 for j in np.flatnonzero(p.newest[idx]).tolist():
                     i = int(idx[j])
                     result.explained[i] = self._explain(p, i, j, judged_obj, result.verdicts)
+            if self._unflagged_stages:
+                self._unflagged(names, p, idx, owner, window_of)
             inc = inc_all[m]
             tr = incidents.step(inc, t, v, p.judged[idx], p.fired[idx], p.low[idx],
                                 p.high[idx], self.rules, p.score[idx])
@@ -452,27 +462,31 @@ class Pipeline:
                 inc["last_event"][hidden & (emit == Emit.ANOMALOUS)] = -math.inf
                 emit = np.where(hidden, np.int8(Emit.NONE), emit)
             learn = tr.learn
-            for j in np.flatnonzero(emit == Emit.ANOMALOUS).tolist():
-                i = int(idx[j])
-                ev = self._event(names, int(m[j]), p, i, "anomalous", tr, j, window_of,
-                                 judged_obj, result.verdicts)
-                if self.stages:
-                    cand = Candidate(metric=ev.metric, timestamp=ev.timestamp, value=ev.value,
-                                     score=ev.score, band_low=ev.band_low,
-                                     band_high=ev.band_high,
-                                     window_timestamps=ev.window_timestamps,
-                                     window_values=ev.window_values,
-                                     realert=not bool(tr.opened[j]),
-                                     history=_until(self.history, ev.metric, ev.timestamp))
-                    vetoed, verdicts = self.stages.check(cand)
+            anomalous = np.flatnonzero(emit == Emit.ANOMALOUS).tolist()
+            evs = [self._event(names, int(m[j]), p, int(idx[j]), "anomalous", tr, j,
+                               window_of, judged_obj, result.verdicts) for j in anomalous]
+            if self.stages and evs:
+                # the step's candidates go through the stages together (one hot-store round
+                # trip and one judgement for all in a stage that batches, as Mirage does)
+                cands = [Candidate(metric=ev.metric, timestamp=ev.timestamp, value=ev.value,
+                                   score=ev.score, band_low=ev.band_low,
+                                   band_high=ev.band_high,
+                                   window_timestamps=ev.window_timestamps,
+                                   window_values=ev.window_values,
+                                   realert=not bool(tr.opened[j]),
+                                   history=_until(self.history, ev.metric, ev.timestamp))
+                         for j, ev in zip(anomalous, evs, strict=True)]
+                for j, ev, (vetoed, verdicts) in zip(anomalous, evs,
+                                                     self.stages.check_many(cands),
+                                                     strict=True):
                     ev.stages = verdicts
                     if vetoed:
                         ev.status = "vetoed"
-                        p.vetoed[i] = True
+                        p.vetoed[int(idx[j])] = True
                         incidents.veto(inc, np.array([j]))
                         learn = learn.copy()
                         learn[j] = True
-                result.events.append(ev)
+            result.events.extend(evs)
             for j in np.flatnonzero((emit == Emit.RECOVERED) | (emit == Emit.NEW_LEVEL)).tolist():
                 status = Emit(int(emit[j])).status
                 result.events.append(self._event(names, int(m[j]), p, int(idx[j]), status, tr,
@@ -486,6 +500,44 @@ class Pipeline:
                                         tr.seen_low[new_level], tr.seen_high[new_level])
                 self.learner.learn(det, m, t, v, judged_obj, learn)
             header["cursor"][m] = t
+
+    @property
+    def _unflagged_stages(self) -> list[Any]:
+        """Stages that judge some points the detector did not flag (Mirage's periodic
+        checks): they have `wants(metrics, timestamps)` and `check_many`."""
+        return [st for st in self.stages.stages if getattr(st, "looks_unflagged", False)]
+
+    def _unflagged(self, names: Sequence[str], p: Points, idx: IntArray, owner: IntArray,
+                   window_of: Callable[[int], tuple[FloatArray, FloatArray]]) -> None:
+        """Newest points a stage asks to judge though the detector did not flag them
+        (MIRAGE_PERIODIC_CHECK, MIRAGE_ALWAYS_METRICS): a confirm makes the point a
+        candidate (it then goes through the incident rules and every stage as any)."""
+        sel = idx[p.newest[idx] & ~p.fired[idx] & p.judged[idx] & ~p.bootstrap[idx]]
+        if not sel.size:
+            return
+        metrics = [names[int(owner[i])] for i in sel.tolist()]
+        for stage in self._unflagged_stages:
+            wanted = stage.wants(metrics, p.t[sel])
+            rows = [int(i) for i, w in zip(sel.tolist(), wanted, strict=True) if w]
+            if not rows:
+                continue
+            cands = []
+            for i in rows:
+                wt, wv = window_of(i)
+                metric = names[int(owner[i])]
+                cands.append(Candidate(metric=metric, timestamp=float(p.t[i]),
+                                       value=float(p.v[i]), score=float(p.score[i]),
+                                       band_low=float(p.low[i]), band_high=float(p.high[i]),
+                                       window_timestamps=wt, window_values=wv,
+                                       history=_until(self.history, metric, float(p.t[i]))))
+            try:
+                got = stage.check_many(cands, time.monotonic() + self.stages.budget)
+            except Exception as e:  # noqa: BLE001 - a failing check flags nothing
+                log.warning("stage %s failed on unflagged points: %s", stage.name, e)
+                continue
+            for i, verdict in zip(rows, got, strict=True):
+                if getattr(verdict, "verdict", None) == "confirm":
+                    p.fired[i] = True
 
     @staticmethod
     def describe_newest(result: RunResult, i: int

@@ -27,7 +27,14 @@ import numpy.typing as npt
 
 from skyline.algorithms import ANOMALOUS, NOT_RUN, Batch, Status, prepare_flat
 from skyline.analysis.incidents import Emit
-from skyline.analysis.pipeline import Pipeline, PointEvent, Points, RunResult, _select
+from skyline.analysis.pipeline import (
+    BOOTSTRAP_POINTS,
+    Pipeline,
+    PointEvent,
+    Points,
+    RunResult,
+    _select,
+)
 from skyline.analysis.stages import History
 from skyline.core.errors import InvalidInput
 from skyline.core.types import FloatArray
@@ -277,8 +284,9 @@ def _series_history(t: FloatArray, v: FloatArray) -> History:
 
 
 def _cap(pipeline: Pipeline, cursor: FloatArray) -> IntArray:
-    if pipeline.stateful:
-        return np.full(len(cursor), np.iinfo(np.int64).max)
+    if pipeline.stateful:  # as Pipeline.run
+        return np.where(np.isnan(cursor), BOOTSTRAP_POINTS,
+                        np.iinfo(np.int64).max).astype(np.int64)
     return np.where(np.isnan(cursor), 1, pipeline.catch_up).astype(np.int64)
 
 

@@ -71,6 +71,9 @@ class StageContext:
     settings: Any = None
     client: Any = None
     engine: Any = None
+    configs: Mapping[str, Any] = field(default_factory=dict)
+    """Per stage name, its configuration already resolved from the Settings (picklable, so
+    the analyzer's worker processes get it where the Settings object cannot travel)."""
 
 
 @runtime_checkable
@@ -133,45 +136,98 @@ class Stages:
 
     def check(self, candidate: Candidate) -> tuple[bool, tuple[StageVerdict, ...]]:
         """(vetoed, every consulted stage's verdict in order)."""
+        return self.check_many([candidate])[0]
+
+    def check_many(self, candidates: Sequence[Candidate]
+                   ) -> list[tuple[bool, tuple[StageVerdict, ...]]]:
+        """check() of each candidate, the candidates of one analysis step together: a stage
+        with a `check_many(candidates, deadline)` (Mirage: one hot-store round trip and one
+        judgement for all) is called once with those still not vetoed, the others once per
+        candidate. The batch shares len(candidates) x budget; a stage whose answer comes
+        after it abstains for every candidate of the call."""
+        n = len(candidates)
+        if not n:
+            return []
         started = self.clock()
-        deadline = started + self.budget
-        out: list[StageVerdict] = []
-        vetoed = False
-        self.stats.checked += 1
+        deadline = started + self.budget * n
+        out: list[list[StageVerdict]] = [[] for _ in range(n)]
+        vetoed = [False] * n
+        self.stats.checked += n
         for stage in self.stages:
-            t0 = self.clock()
-            try:
-                got = stage.check(candidate, deadline)
-                ms = (self.clock() - t0) * 1000.0
-                if self.clock() > deadline:
-                    self.stats.overruns += 1
-                    self.stats.count(stage.name, "overrun")
-                    got = _abstain(stage.name, f"abstained: over the {self.budget:g} s budget",
-                                   ms)
-                elif got.verdict not in ("confirm", "veto", "abstain"):
-                    raise InvalidInput(f"answered {got.verdict!r}")
-                else:
-                    got = StageVerdict(stage=stage.name, verdict=got.verdict, reason=got.reason,
-                                       figures=dict(got.figures), ms=round(ms, 3))
-            except Exception as e:  # noqa: BLE001 - a failing stage abstains (fail open)
-                ms = (self.clock() - t0) * 1000.0
-                self.stats.errors += 1
-                self.stats.count(stage.name, "error")
-                key = (stage.name, type(e).__name__)
-                if key not in self._logged:  # once per stage and kind of error
-                    self._logged.add(key)
-                    log.error("stage %s failed on %s: %s: %s (it abstains; logged once)",
-                              stage.name, candidate.metric, type(e).__name__, e)
-                got = _abstain(stage.name, f"abstained: the stage failed "
-                               f"({type(e).__name__}: {str(e)[:200]})", ms)
-            self.stats.count(stage.name, got.verdict)
-            out.append(got)
-            if got.verdict == "veto":
-                vetoed = True
-                self.stats.vetoed += 1
+            todo = [i for i in range(n) if not vetoed[i]]
+            if not todo:
                 break
+            many = getattr(stage, "check_many", None)
+            calls: list[list[int]] = [todo] if callable(many) else [[i] for i in todo]
+            for rows in calls:
+                t0 = self.clock()
+                got_list = self._call(stage, [candidates[i] for i in rows], deadline,
+                                      many if callable(many) else None)
+                ms = (self.clock() - t0) * 1000.0 / len(rows)
+                over = self.clock() > deadline
+                self._drain(stage)
+                for i, got in zip(rows, got_list, strict=True):
+                    got = self._settle(stage.name, candidates[i], got, ms, over)
+                    self.stats.count(stage.name, got.verdict)
+                    out[i].append(got)
+                    if got.verdict == "veto":
+                        vetoed[i] = True
+                        self.stats.vetoed += 1
         self.stats.seconds += self.clock() - started
-        return vetoed, tuple(out)
+        return [(vetoed[i], tuple(out[i])) for i in range(n)]
+
+    def _drain(self, stage: Stage) -> None:
+        """A stage's own counts since the last call (`drain_counts()`, e.g. Mirage's remote
+        fetches and their errors) into its per-stage figures (self-metrics
+        stage_<stage>_<what>)."""
+        drain = getattr(stage, "drain_counts", None)
+        if not callable(drain):
+            return
+        try:
+            counts = dict(drain())
+        except Exception:  # noqa: BLE001 - counting never fails a candidate
+            return
+        mine = self.stats.per_stage.setdefault(stage.name, {})
+        for what, n in counts.items():
+            if n:
+                mine[what] = mine.get(what, 0) + int(n)
+
+    def _call(self, stage: Stage, cands: list[Candidate], deadline: float,
+              many: Callable[..., Any] | None) -> list[StageVerdict | BaseException]:
+        """The stage's answers, or the exception it raised for each candidate."""
+        try:
+            if many is not None:
+                got = list(many(cands, deadline))
+                if len(got) != len(cands):
+                    raise InvalidInput(f"answered {len(got)} verdicts for {len(cands)} "
+                                       "candidates")
+                return got
+            return [stage.check(cands[0], deadline)]
+        except Exception as e:  # noqa: BLE001 - a failing stage abstains (fail open)
+            return [e] * len(cands)
+
+    def _settle(self, name: str, candidate: Candidate, got: StageVerdict | BaseException,
+                ms: float, over: bool) -> StageVerdict:
+        """The verdict recorded: an overrun, an error or a garbage answer abstains."""
+        if not isinstance(got, BaseException):
+            if over:
+                self.stats.overruns += 1
+                self.stats.count(name, "overrun")
+                return _abstain(name, f"abstained: over the {self.budget:g} s budget", ms)
+            if isinstance(got, StageVerdict) and \
+                    got.verdict in ("confirm", "veto", "abstain"):
+                return StageVerdict(stage=name, verdict=got.verdict, reason=got.reason,
+                                    figures=dict(got.figures), ms=round(ms, 3))
+            got = InvalidInput(f"answered {getattr(got, 'verdict', got)!r}")
+        self.stats.errors += 1
+        self.stats.count(name, "error")
+        key = (name, type(got).__name__)
+        if key not in self._logged:  # once per stage and kind of error
+            self._logged.add(key)
+            log.error("stage %s failed on %s: %s: %s (it abstains; logged once)",
+                      name, candidate.metric, type(got).__name__, got)
+        return _abstain(name, f"abstained: the stage failed "
+                        f"({type(got).__name__}: {str(got)[:200]})", ms)
 
 
 # -- built-in stages -----------------------------------------------------------------------
@@ -225,8 +281,21 @@ def _margin(options: Mapping[str, Any], context: StageContext) -> Stage:
         raise InvalidInput(f"margin stage options: {e}") from None
 
 
-#: built-in stages by name; Mirage and Ionosphere register here when they land
-STAGES: dict[str, StageFactory] = {"margin": _margin}
+def _mirage(options: Mapping[str, Any], context: StageContext) -> Stage:
+    from skyline.analysis.mirage import factory  # it imports this module
+
+    return factory(options, context)
+
+
+def _ionosphere(options: Mapping[str, Any], context: StageContext) -> Stage:
+    from skyline.analysis.ionosphere import factory  # it imports this module
+
+    return factory(options, context)
+
+
+#: built-in stages by name
+STAGES: dict[str, StageFactory] = {"margin": _margin, "mirage": _mirage,
+                                   "ionosphere": _ionosphere}
 
 
 def registry() -> dict[str, StageFactory]:

@@ -21,6 +21,8 @@ if TYPE_CHECKING:
 class _HasSettings(Protocol):
     def settings(self) -> Settings: ...
 
+    def data_settings(self) -> Settings: ...
+
 
 STAGES = ("list", "fetch", "prepare", "algorithms", "custom", "steps", "explain", "state_write",
           "workers", "publish")
@@ -114,7 +116,7 @@ def analyze(obj: _HasSettings, once: bool, as_json: bool, processes: int | None)
     if not once:
         raise click.UsageError("give --once (the continuous analyzer is `skyline run` or "
                                "`skyline serve analyzer`)")
-    settings = obj.settings()
+    settings = obj.data_settings()
     if not settings.ANALYZER_ENABLED:
         click.echo("ANALYZER_ENABLED is false: nothing analysed", err=True)
         return

@@ -13,7 +13,19 @@ from typing import Any
 from fastapi import APIRouter
 
 from skyline.runtime.context import Context
-from skyline.services import alerters, analyzer, flux, horizon, panorama, roomba, vista, webapp
+from skyline.services import (
+    alerters,
+    analyzer,
+    boundary,
+    flux,
+    horizon,
+    luminosity,
+    panorama,
+    roomba,
+    thunder,
+    vista,
+    webapp,
+)
 from skyline.settings import Settings
 
 
@@ -96,10 +108,28 @@ def _analyzer(
     return analyzer.run(ctx)
 
 
+def _boundary(
+    ctx: Context, socks: dict[str, socket.socket], routers: Sequence[APIRouter]
+) -> Coroutine[Any, Any, None]:
+    return boundary.run(ctx)
+
+
+def _thunder(
+    ctx: Context, socks: dict[str, socket.socket], routers: Sequence[APIRouter]
+) -> Coroutine[Any, Any, None]:
+    return thunder.run(ctx)
+
+
 def _vista(
     ctx: Context, socks: dict[str, socket.socket], routers: Sequence[APIRouter]
 ) -> Coroutine[Any, Any, None]:
     return vista.run(ctx)
+
+
+def _luminosity(
+    ctx: Context, socks: dict[str, socket.socket], routers: Sequence[APIRouter]
+) -> Coroutine[Any, Any, None]:
+    return luminosity.run(ctx)
 
 
 REGISTRY: dict[str, Component] = {
@@ -127,6 +157,9 @@ REGISTRY: dict[str, Component] = {
         Component("roomba", "trims the hot store to FULL_DURATION + ROOMBA_GRACE_TIME", _roomba),
         Component("analyzer", "analyses every metric each ANALYZER_OPTIMUM_RUN_DURATION; "
                   "anomalies go to the anomaly stream", _analyzer),
+        Component("boundary", "checks the BOUNDARY_METRICS rules (less_than, greater_than, "
+                  "detect_drop_off_cliff) every BOUNDARY_OPTIMUM_RUN_DURATION; its events go "
+                  "to the anomaly stream (idle when empty)", _boundary),
         Component("panorama", "stores anomaly events from the stream in SQL, once each",
                   _panorama),
         Component("alerters", "routes anomalies to SMTP, Slack, PagerDuty, webhook, "
@@ -135,6 +168,11 @@ REGISTRY: dict[str, Component] = {
             "flux", "HTTP ingest (JSON, Prometheus remote_write, Influx, OTLP) on WEBAPP_PORT",
             _flux, routers=flux.routers, needs=("webapp",),
         ),
+        Component("luminosity", "related metrics of each anomaly, and incidents that group "
+                  "metrics broken together (LUMINOSITY_ENABLED)", _luminosity),
+        Component("thunder", "watches Skyline itself (components, Redis, SQL, overruns, ingest "
+                  "volume, stale namespaces, failing alerts) and alerts on THUNDER_OPTS "
+                  "channels directly", _thunder),
         Component("vista", "pulls VISTA_FETCH_METRICS from remote Graphite and Prometheus "
                   "servers into the hot store (idle when empty)", _vista),
     ]

@@ -28,6 +28,8 @@ if TYPE_CHECKING:
 class _HasSettings(Protocol):
     def settings(self) -> Settings: ...
 
+    def data_settings(self) -> Settings: ...
+
 
 def _read_file(path: Path, min_points: int) -> tuple[FloatArray, FloatArray]:
     from skyline.analysis.series_text import parse_series
@@ -182,6 +184,7 @@ def crucible(obj: _HasSettings, path: Path | None, metric: str | None, algorithm
         source, name, now = str(path), path.stem, None
     else:
         assert metric is not None
+        settings = obj.data_settings()
         t, v = _read_metric(settings, metric, min_points)
         source, name, now = metric, metric, time.time()
     expiration = float(settings.EXPIRATION_TIME)
@@ -190,7 +193,8 @@ def crucible(obj: _HasSettings, path: Path | None, metric: str | None, algorithm
         ex = examine(pipeline, name, t, v, now=now,
                      detector="algorithms" if algorithms else None)
         if do_replay or plot is not None:
-            rp = _replay(pipeline, name, t, v, expiration, show_progress=True)
+            # a progress bar only for a person watching: piped, click would print a bare label
+            rp = _replay(pipeline, name, t, v, expiration, show_progress=sys.stderr.isatty())
     plot_path = None
     if plot is not None:
         from skyline.plots.series import series_png

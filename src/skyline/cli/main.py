@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import sys
 import traceback
 from typing import Any
@@ -13,12 +14,23 @@ from skyline import __version__
 from skyline.cli.analysis import analyze
 from skyline.cli.bench import bench
 from skyline.cli.crucible import crucible
+from skyline.cli.incidents import incidents
+from skyline.cli.ionosphere import ionosphere
 from skyline.cli.lazy import LazyChoice
 from skyline.cli.users import user
 from skyline.core.errors import SettingsError, SkylineError
 from skyline.core.timeutil import iso, now, parse_time
 from skyline.settings import Settings, load_settings
 from skyline.settings.show import as_dict, as_toml
+
+# commands that run services and log what they do; the others print an answer and exit
+LONG_RUNNING = frozenset({"run", "serve"})
+
+
+def _command() -> str | None:
+    """The subcommand being run (`metrics` for `skyline metrics list`)."""
+    ctx = click.get_current_context(silent=True)
+    return ctx.find_root().invoked_subcommand if ctx is not None else None
 
 
 class _Obj:
@@ -30,11 +42,30 @@ class _Obj:
     def settings(self) -> Settings:
         if self._settings is None:
             from skyline.runtime.logs import setup_logging
+            from skyline.settings.origins import DEFAULT, origin
 
-            self._settings = load_settings(self.config)
-            setup_logging("DEBUG" if self.debug else self._settings.LOG_LEVEL,
-                          self._settings.LOG_FORMAT)
+            s = self._settings = load_settings(self.config)
+            short = _command() not in LONG_RUNNING
+            level = "DEBUG" if self.debug else s.LOG_LEVEL
+            if short and not self.debug and origin(s, "LOG_LEVEL") == DEFAULT:
+                # a short command prints its own answer; its log says only what went wrong
+                # unless a LOG_LEVEL was asked for
+                level = max(level, "WARNING", key=logging.getLevelName)
+            setup_logging(level, s.LOG_FORMAT)
+            if short and not self.debug:
+                # the schema migrations a command applies on the way are library detail
+                # (`skyline run` still logs them)
+                logging.getLogger("alembic").setLevel(
+                    max(logging.WARNING, logging.getLogger().level))
         return self._settings
+
+    def data_settings(self) -> Settings:
+        """The settings of a command that reads Skyline's data: DATA_DIR at its default
+        finds the running instance's data (skyline.cli.datadir), or the command stops with a
+        message naming where it looked."""
+        from skyline.cli.datadir import require
+
+        return require(self.settings())
 
 
 class SkylineGroup(click.Group):
@@ -91,6 +122,9 @@ def run(obj: _Obj) -> None:
     from skyline.services.analyzer import check_settings
 
     check_settings(obj.settings())  # unknown ALGORITHMS: one clear line, before anything starts
+    from skyline.cli.datadir import record
+
+    record(obj.settings())  # so that commands run from elsewhere find this data
     sys.exit(run_components(obj.settings(), None, own_embedded=True, config=obj.config))
 
 
@@ -148,10 +182,11 @@ def db() -> None:
 @pass_obj
 def db_upgrade(obj: _Obj) -> None:
     """Apply pending schema migrations."""
+    from skyline.cli.datadir import resolve
     from skyline.settings.show import mask_url
     from skyline.store.sql import db as sqldb
 
-    s = obj.settings()
+    s = resolve(obj.settings())
     engine = sqldb.make_engine(s.database_url, s.database.pool_size)
     try:
         sqldb.check(engine)
@@ -185,7 +220,7 @@ def metrics_list(obj: _Obj, pattern: str | None, as_json: bool) -> None:
 
     if pattern:
         validate(pattern)
-    with redis_session(obj.settings()) as h:
+    with redis_session(obj.data_settings()) as h:
         names = HotStore(h.client).names(pattern)
     if as_json:
         click.echo(json.dumps(names))
@@ -216,7 +251,7 @@ def metrics_get(obj: _Obj, name: str, from_: str | None, until: str | None,
         end = parse_time(until, reference=ref) if until else None
     except ValueError as e:
         raise InvalidInput(str(e)) from None
-    with redis_session(obj.settings()) as h:
+    with redis_session(obj.data_settings()) as h:
         store = HotStore(h.client)
         # --from is inclusive; the store's `since` is exclusive
         after = None if since is None else float(np.nextafter(since, -np.inf))
@@ -242,7 +277,7 @@ def metrics_delete(obj: _Obj, pattern: str, dry_run: bool) -> None:
     from skyline.store.redis_client import redis_session
 
     validate(pattern)
-    with redis_session(obj.settings()) as h:
+    with redis_session(obj.data_settings()) as h:
         store = HotStore(h.client)
         names = store.names(pattern)
         for n in names:
@@ -280,7 +315,7 @@ def silence_add(obj: _Obj, pattern: str, until: str, reason: str, who: str | Non
     from skyline.services.webapp.alerts_api import default_who, parse_until
     from skyline.store.sql import alerts as q
 
-    engine = _sql_engine(obj.settings())
+    engine = _sql_engine(obj.data_settings())
     try:
         s = q.add_silence(engine, pattern, parse_until(until), reason=reason,
                           who=default_who() if who is None else who)
@@ -300,7 +335,7 @@ def silence_list(obj: _Obj, include_expired: bool, as_json: bool) -> None:
     """List active silences."""
     from skyline.store.sql import alerts as q
 
-    engine = _sql_engine(obj.settings())
+    engine = _sql_engine(obj.data_settings())
     try:
         rows = q.list_silences(engine, include_expired=include_expired)
     finally:
@@ -321,7 +356,7 @@ def silence_remove(obj: _Obj, silence_id: int) -> None:
     """Remove silence SILENCE_ID (see `skyline silence list`)."""
     from skyline.store.sql import alerts as q
 
-    engine = _sql_engine(obj.settings())
+    engine = _sql_engine(obj.data_settings())
     try:
         q.remove_silence(engine, silence_id)
     finally:
@@ -369,7 +404,7 @@ def alert_log(obj: _Obj, channel: str | None, limit: int, as_json: bool) -> None
     """The newest delivery attempts (sent, error, expired, rate_limited)."""
     from skyline.store.sql import alerts as q
 
-    engine = _sql_engine(obj.settings())
+    engine = _sql_engine(obj.data_settings())
     try:
         rows = q.alert_log_rows(engine, channel=channel, limit=limit)
     finally:
@@ -391,6 +426,10 @@ cli.add_command(crucible)
 
 # users of the web app (in skyline.cli.users) ----------------------------------------------------
 cli.add_command(user)
+
+# incidents across metrics (in skyline.cli.incidents) --------------------------------------------
+cli.add_command(incidents)
+cli.add_command(ionosphere)
 
 
 def main() -> None:

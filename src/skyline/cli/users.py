@@ -16,7 +16,7 @@ from skyline.core.timeutil import iso, parse_until
 def _engine(ctx: click.Context) -> Any:
     # the root's object is skyline.cli.main's _Obj (by duck type: under `python -m` that
     # module is __main__, and its class is not the one an import would give)
-    return open_event_store(ctx.find_root().obj.settings())
+    return open_event_store(ctx.find_root().obj.data_settings())
 
 
 def _read_password(password_stdin: bool, generate: bool) -> tuple[str, bool]:

@@ -46,6 +46,21 @@ class StoreUnavailable(SkylineError):
         super().__init__(f"{what} unreachable at {url}: {reason}")
 
 
+class ClusterUnsupported(SkylineError):
+    """REDIS_URL names a node of a Redis Cluster. Each node holds only its own slots, so a
+    client that talks to one node would read and write part of the data and call it whole;
+    refuse instead, until the cluster-aware store exists."""
+
+    def __init__(self, url: str, seen: str):
+        self.url = url
+        self.seen = seen
+        super().__init__(
+            f"Redis at {url} is a Redis Cluster node ({seen}); Skyline's hot store needs a "
+            "standalone Redis (a primary, optionally with replicas): against a cluster it "
+            "would analyse only the metrics on this node. Point REDIS_URL at a standalone "
+            "Redis (see docs/settings.md, REDIS_URL).")
+
+
 class PortInUse(SkylineError):
     """A listening port is taken; names the setting that chose it."""
 
@@ -73,10 +88,11 @@ class DuplicateAlgorithm(SkylineError):
 class RemoteError(SkylineError):
     """A remote source (Graphite, Prometheus) that did not give a usable answer. `reason` is a
     short word used as a counter name: unreachable, timeout, redirect, http_error, auth,
-    too_large, bad_body, no_data."""
+    too_large, bad_body, no_data. `status` is the HTTP status of an answer that had one."""
 
-    def __init__(self, reason: str, url: str, detail: str):
+    def __init__(self, reason: str, url: str, detail: str, status: int | None = None):
         self.reason = reason
         self.url = url
         self.detail = detail
+        self.status = status
         super().__init__(f"{url}: {detail}")

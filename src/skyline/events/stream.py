@@ -7,6 +7,7 @@ idempotent on the event id.
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -29,6 +30,33 @@ def publish(client: redis.Redis, event: AnomalyEvent, *, maxlen: int = 100_000) 
     return entry_id.decode() if isinstance(entry_id, bytes) else str(entry_id)
 
 
+def parse_json_object(text: bytes | str) -> dict[str, Any]:
+    """A stream entry holding a JSON object (the incident stream)."""
+    try:
+        data = json.loads(text)
+    except ValueError as e:
+        raise InvalidInput(f"not JSON: {e}") from None
+    if not isinstance(data, dict):
+        raise InvalidInput("not a JSON object")
+    return data
+
+
+def _id_of(event: Any, entry_id: Any) -> str:
+    if isinstance(event, AnomalyEvent):
+        return event.id
+    if isinstance(event, dict):
+        return str(event.get("incident") or entry_id)
+    return str(entry_id)
+
+
+def _metric_of(event: Any) -> str:
+    if isinstance(event, AnomalyEvent):
+        return event.metric
+    if isinstance(event, dict):
+        return str(event.get("metric", "?"))
+    return "?"
+
+
 @dataclass
 class ConsumeStats:
     handled: int = 0
@@ -43,8 +71,12 @@ class Consumer:
     acknowledges each event whose handler returned without raising."""
 
     def __init__(self, client: redis.Redis, group: str, name: str, *, claim_idle: float = 60.0,
-                 stream: str = keys.ANOMALY_STREAM):
+                 stream: str = keys.ANOMALY_STREAM,
+                 parse: Callable[[bytes], Any] = AnomalyEvent.from_json):
+        """`parse` turns an entry's `data` field into what the handler gets (an AnomalyEvent
+        on the anomaly stream; a dict on the incident stream); InvalidInput drops it."""
         self.client = client
+        self.parse = parse
         self.group = group
         self.name = name
         self.stream = stream
@@ -59,14 +91,14 @@ class Consumer:
             if "BUSYGROUP" not in str(e):
                 raise
 
-    def _handle(self, entries: list, handler: Callable[[AnomalyEvent], None],
+    def _handle(self, entries: list, handler: Callable[[Any], None],
                 stats: ConsumeStats) -> None:
         for entry_id, fields in entries:
             if fields is None:  # trimmed away while pending
                 self.client.xack(self.stream, self.group, entry_id)
                 continue
             try:
-                event = AnomalyEvent.from_json(fields.get(FIELD, b""))
+                event = self.parse(fields.get(FIELD, b""))
             except InvalidInput as e:
                 log.warning("dropping invalid event %s from %s: %s", entry_id, self.stream, e)
                 stats.invalid += 1
@@ -79,14 +111,14 @@ class Consumer:
                 # log each): this and the rest of the batch stay pending and are claimed
                 # again after claim_idle.
                 log.error("handling event %s (%s) failed: %s; it stays pending and is retried",
-                          event.id, event.metric, e)
+                          _id_of(event, entry_id), _metric_of(event), e)
                 stats.failed += 1
                 stats.error = e
                 return
             self.client.xack(self.stream, self.group, entry_id)
             stats.handled += 1
 
-    def poll(self, handler: Callable[[AnomalyEvent], None], *, count: int = 100,
+    def poll(self, handler: Callable[[Any], None], *, count: int = 100,
              block_ms: int | None = 1000) -> ConsumeStats:
         stats = ConsumeStats()
         # events another consumer took and never acknowledged

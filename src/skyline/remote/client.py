@@ -1,5 +1,6 @@
 """Fetching series over HTTP from a remote Graphite (render JSON) or Prometheus (query_range),
-shared by every component that pulls history (Vista now, Mirage later).
+shared by every component that pulls history (Vista now, Mirage later), and sending series to
+a remote_write receiver (`post`, used by Vista's remote_write of anomaly scores).
 
 What a remote can do wrong, and what happens:
 - down (connection refused, DNS), slow (no answer within `timeout`, or a body that trickles
@@ -196,8 +197,18 @@ class RemoteClient:
             return await self.graphite(remote, [query], start, end)
         return await self.prometheus(remote, query, start, end, step)
 
-    async def _get(self, remote: Remote, path: str,
-                   params: list[tuple[str, str]]) -> bytes:
+    async def post(self, remote: Remote, content: bytes,
+                   headers: Sequence[tuple[str, str]] = ()) -> bytes:
+        """POST `content` to the remote's URL itself (a remote_write endpoint), with the same
+        limits, counting and backoff as a fetch; the answer's body on a 2xx."""
+        body = await self._get(remote, "", [], method="POST", content=content,
+                               headers=headers)
+        self._state(remote).succeeded(remote)
+        return body
+
+    async def _get(self, remote: Remote, path: str, params: list[tuple[str, str]], *,
+                   method: str = "GET", content: bytes | None = None,
+                   headers: Sequence[tuple[str, str]] = ()) -> bytes:
         if self._http is None:
             raise RuntimeError("RemoteClient used outside `async with`")
         st = self._state(remote)
@@ -206,17 +217,19 @@ class RemoteClient:
             self.telemetry.incr("remote_requests")
             try:
                 async with asyncio.timeout(remote.timeout):
-                    body = await self._read(remote, url, params)
+                    body = await self._read(remote, url, params, method, content, headers)
             except TimeoutError:
                 raise self._failed(remote, "timeout",
                                    f"no whole answer within {remote.timeout:g} s") from None
         self.telemetry.incr("remote_bytes", len(body))
         return body
 
-    async def _read(self, remote: Remote, url: str, params: list[tuple[str, str]]) -> bytes:
+    async def _read(self, remote: Remote, url: str, params: list[tuple[str, str]],
+                    method: str = "GET", content: bytes | None = None,
+                    headers: Sequence[tuple[str, str]] = ()) -> bytes:
         assert self._http is not None
         try:
-            async with self._stream(url, params, remote) as resp:
+            async with self._stream(url, params, remote, method, content, headers) as resp:
                 if resp.is_redirect:
                     where = resp.headers.get("location", "?")
                     raise self._failed(remote, "redirect",
@@ -238,11 +251,13 @@ class RemoteClient:
                 body = b"".join(chunks)
                 if resp.status_code in (401, 403):
                     raise self._failed(remote, "auth",
-                                       f"HTTP {resp.status_code}: credentials refused")
+                                       f"HTTP {resp.status_code}: credentials refused",
+                                       resp.status_code)
                 if resp.status_code >= 400:
                     detail = prometheus_error(body) or body[:200].decode("utf-8", "replace")
                     raise self._failed(remote, "http_error",
-                                       f"HTTP {resp.status_code}: {detail.strip()}")
+                                       f"HTTP {resp.status_code}: {detail.strip()}",
+                                       resp.status_code)
                 return body
         except httpx.TimeoutException:
             raise self._failed(remote, "timeout", f"no answer within {remote.timeout:g} s"
@@ -251,18 +266,21 @@ class RemoteClient:
             raise self._failed(remote, "unreachable", str(e) or type(e).__name__) from None
 
     @contextlib.asynccontextmanager
-    async def _stream(self, url: str, params: list[tuple[str, str]],
-                      remote: Remote) -> AsyncIterator[httpx.Response]:
+    async def _stream(self, url: str, params: list[tuple[str, str]], remote: Remote,
+                      method: str = "GET", content: bytes | None = None,
+                      headers: Sequence[tuple[str, str]] = ()) -> AsyncIterator[httpx.Response]:
         assert self._http is not None
         async with self._http.stream(
-            "GET", url, params=tuple(params), headers=remote.request_headers(),
+            method, url, params=tuple(params) or None,
+            headers={**remote.request_headers(), **dict(headers)}, content=content,
             auth=remote.auth(),
             timeout=httpx.Timeout(remote.timeout),
         ) as resp:
             yield resp
 
-    def _failed(self, remote: Remote, reason: str, detail: str) -> RemoteError:
-        err = RemoteError(reason, remote.shown_url, detail)
+    def _failed(self, remote: Remote, reason: str, detail: str,
+                status: int | None = None) -> RemoteError:
+        err = RemoteError(reason, remote.shown_url, detail, status)
         self.telemetry.incr(f"remote_errors_{reason}")
         self._state(remote).failed(remote, err, self.max_backoff)
         return err

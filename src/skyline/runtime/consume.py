@@ -13,6 +13,7 @@ from skyline.core.errors import StoreUnavailable
 from skyline.core.events import AnomalyEvent
 from skyline.events.stream import Consumer
 from skyline.runtime.context import Backoff, Context, sleep_or_stop
+from skyline.store import keys
 from skyline.store.redis_client import CONNECTION_ERRORS
 from skyline.telemetry import Telemetry
 
@@ -27,12 +28,12 @@ async def wait_for_sql(ctx: Context) -> bool:
     return not ctx.stopping.is_set()
 
 
-def sql_outage_as_unavailable(engine: Any, handler: Callable[[AnomalyEvent], None]
-                              ) -> Callable[[AnomalyEvent], None]:
+def sql_outage_as_unavailable(engine: Any, handler: Callable[[Any], None]
+                              ) -> Callable[[Any], None]:
     """A database that went away is StoreUnavailable (one line, naming the URL), not a
     traceback per event."""
 
-    def handle(event: AnomalyEvent) -> None:
+    def handle(event: Any) -> None:
         try:
             handler(event)
         except sa.exc.OperationalError as e:
@@ -43,9 +44,10 @@ def sql_outage_as_unavailable(engine: Any, handler: Callable[[AnomalyEvent], Non
 
 
 async def consume_events(
-    ctx: Context, group: str, handler: Callable[[AnomalyEvent], None], *, claim_idle: float,
+    ctx: Context, group: str, handler: Callable[[Any], None], *, claim_idle: float,
     count: int, tel: Telemetry, failure_counter: str,
-    setup: Callable[[], Any] | None = None,
+    setup: Callable[[], Any] | None = None, stream: str = keys.ANOMALY_STREAM,
+    parse: Callable[[bytes], Any] = AnomalyEvent.from_json,
 ) -> None:
     """Hand every event of the anomaly stream to `handler` until stopping. A handler failure
     leaves the event pending (claimed again after `claim_idle`) and backs off."""
@@ -60,7 +62,8 @@ async def consume_events(
                 if setup is not None:
                     await asyncio.to_thread(setup)
                 consumer = await asyncio.to_thread(
-                    Consumer, ctx.client, group, s.instance, claim_idle=claim_idle)
+                    Consumer, ctx.client, group, s.instance, claim_idle=claim_idle,
+                    stream=stream, parse=parse)
             stats = await asyncio.to_thread(consumer.poll, handler, count=count, block_ms=1000)
         except CONNECTION_ERRORS as e:
             if await sleep_or_stop(ctx.stopping, backoff.failed(e)):

@@ -78,6 +78,17 @@ class AlertRule(_Table):
     )
     options: dict[str, Any] = Field(default_factory=dict,
                                     description="Channel-specific overrides for this rule.")
+    group: Literal["metric", "incident"] = Field(
+        "metric",
+        description="\"metric\": one alert per metric's anomaly (expiration applies). "
+        "\"incident\": one alert per Luminosity incident on this channel (the first member "
+        "this rule matches), updated with the member list as other members join and resolved "
+        "when the incident closes (docs/luminosity.md); needs LUMINOSITY_ENABLED and "
+        "luminosity.incident_window > 0, else it alerts per metric.")
+    second_order_resolution_hours: float | None = Field(
+        None, ge=25, le=720,
+        description="Upstream's fourth element (SECOND_ORDER_RESOLUTION_HOURS): the Mirage "
+        "stage re-judges matching metrics on this many hours of history.")
 
     @field_validator("pattern")
     @classmethod
@@ -334,6 +345,11 @@ class AlertersSettings(_Table):
         30, ge=1, description="Days delivered alerts and alert log rows are kept.")
     graph: bool = Field(True, description="Draw a PNG graph of the anomaly's window for "
                         "the channels that show one (upstream's PLOT_REDIS_DATA).")
+    incident_update_delay: float = Field(
+        60.0, ge=0, le=3600,
+        description="Rules with group = \"incident\": seconds an incident's alert update waits "
+        "after a member joins, so members joining meanwhile go out in one update with the "
+        "member list as it is then; 0: one update per member.")
     smtp: SmtpChannel = Field(default_factory=SmtpChannel, description="[alerters.smtp] table.")
     slack: SlackChannel = Field(default_factory=SlackChannel,
                                 description="[alerters.slack] table.")
@@ -372,13 +388,20 @@ def check_rules(rules: list[AlertRule], alerters: AlertersSettings) -> None:
     """Every rule names an enabled channel that has what the rule needs; the message starts
     with the rule's setting name (ALERTS.<index>) so `skyline config check` names it."""
     for i, r in enumerate(rules):
-        where = f"ALERTS.{i}.channel of rule {i + 1} (pattern {r.pattern!r})"
-        if not alerters.channel(r.channel).enabled:
-            raise ValueError(f"{where} names channel {r.channel}, which is not enabled "
-                             f"(set alerters.{r.channel}.enabled = true)")
-        if r.channel == "smtp" and not (r.options.get("recipients") or alerters.smtp.recipients):
-            raise ValueError(f"{where} has no recipients (set alerters.smtp.recipients or the "
-                             "rule's options.recipients)")
-        if r.channel == "webhook" and not (r.options.get("url") or alerters.webhook.url):
-            raise ValueError(f"{where} has no URL (set alerters.webhook.url or the rule's "
-                             "options.url)")
+        check_channel_ready(f"ALERTS.{i}.channel of rule {i + 1} (pattern {r.pattern!r})",
+                            r.channel, r.options, alerters)
+
+
+def check_channel_ready(where: str, channel: str, options: dict[str, Any],
+                        alerters: AlertersSettings) -> None:
+    """A rule (ALERTS, BOUNDARY_METRICS) may send on `channel`: it is enabled and has what
+    the rule needs."""
+    if not alerters.channel(channel).enabled:
+        raise ValueError(f"{where} names channel {channel}, which is not enabled "
+                         f"(set alerters.{channel}.enabled = true)")
+    if channel == "smtp" and not (options.get("recipients") or alerters.smtp.recipients):
+        raise ValueError(f"{where} has no recipients (set alerters.smtp.recipients or the "
+                         "rule's options.recipients)")
+    if channel == "webhook" and not (options.get("url") or alerters.webhook.url):
+        raise ValueError(f"{where} has no URL (set alerters.webhook.url or the rule's "
+                         "options.url)")

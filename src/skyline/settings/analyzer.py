@@ -43,11 +43,13 @@ class AnalyzerSettings(_Table):
         "step (1.5 or more on average) is averaged into steps of this size; sparser series "
         "keep their own points. Unset: every series at its own resolution.",
     )
-    detector: Literal["score", "consensus"] = Field(
+    detector: Literal["score", "consensus", "learning"] = Field(
         "score",
         description="How a metric is judged: score (its anomaly score reaches "
-        "ANOMALY_SCORE_THRESHOLD; ALGORITHMS and CONSENSUS are not used) or consensus "
-        "(upstream's vote: at least CONSENSUS of ALGORITHMS say anomalous).",
+        "ANOMALY_SCORE_THRESHOLD; ALGORITHMS and CONSENSUS are not used), consensus "
+        "(upstream's vote: at least CONSENSUS of ALGORITHMS say anomalous) or learning (each "
+        "point against what a per-metric memory learnt of the metric: its long-run range, "
+        "level and transitions, and the anomaly likelihood; docs/algorithms.md).",
     )
     short_fraction: float = Field(
         0.5, ge=0, le=1,
@@ -94,8 +96,8 @@ class AnalyzerSettings(_Table):
     stages: list[str] = Field(
         default_factory=list,
         description="Stages that confirm or veto each anomaly candidate before it alerts, in "
-        "order (docs/analyzer.md, \"Stages\"): margin, and those installed through the "
-        "skyline.stages entry point.",
+        "order (docs/analyzer.md, \"Stages\"): margin, mirage, ionosphere, and those "
+        "installed through the skyline.stages entry point.",
     )
     stage_budget: float = Field(
         1.0, gt=0, le=600,

@@ -97,6 +97,7 @@ def load_settings(config_file: str | Path | None = None, **overrides: Any) -> Se
     """
     path = config_file or os.environ.get(ENV_PREFIX + "CONFIG")
     file_data = _read_toml(Path(path)) if path else {}
+    env_source: list[PydanticBaseSettingsSource] = []
 
     class _Loaded(Settings):
         @classmethod
@@ -108,6 +109,7 @@ def load_settings(config_file: str | Path | None = None, **overrides: Any) -> Se
             dotenv_settings: PydanticBaseSettingsSource,
             file_secret_settings: PydanticBaseSettingsSource,
         ) -> tuple[PydanticBaseSettingsSource, ...]:
+            env_source.append(env_settings)
             return (
                 InitSettingsSource(settings_cls, overrides),
                 env_settings,
@@ -115,11 +117,29 @@ def load_settings(config_file: str | Path | None = None, **overrides: Any) -> Se
             )
 
     try:
-        return _Loaded()
+        loaded = _Loaded()
     except ValidationError as e:
         raise SettingsError(_problems(e)) from None
     except SourceError as e:
         raise SettingsError([_source_problem(e)]) from None
+    env_data = env_source[0]() if env_source else {}
+    loaded._origins = {"override": _paths(overrides), "env": _paths(env_data),
+                       "file": _paths(file_data)}
+    loaded._config_file = str(Path(path).resolve()) if path else None
+    return loaded
+
+
+def _paths(data: dict[str, Any], prefix: str = "") -> frozenset[str]:
+    """The dotted paths of every value in nested tables: {"analyzer": {"detector": x}} ->
+    {"analyzer.detector"}. A list is one value (ALERTS is one setting)."""
+    out: set[str] = set()
+    for k, v in data.items():
+        path = f"{prefix}{k}"
+        if isinstance(v, dict) and v:
+            out |= _paths(v, path + ".")
+        else:
+            out.add(path)
+    return frozenset(out)
 
 
 def settings_problems(config_file: str | Path | None = None) -> list[SettingProblem]:

@@ -10,18 +10,36 @@ import re
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    PrivateAttr,
+    SecretStr,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from skyline.core.errors import PatternError
 from skyline.core.patterns import validate as validate_pattern
-from skyline.settings.alerts import AlertersSettings, AlertRule, check_rules
+from skyline.settings.alerts import (
+    AlertersSettings,
+    AlertRule,
+    check_channel_ready,
+    check_rules,
+)
 from skyline.settings.analyzer import (
     DEFAULT_ALGORITHMS,
     AnalyzerSettings,
     CustomAlgorithmSettings,
     check_analyzer,
 )
+from skyline.settings.boundary import BoundaryAlerterOpts, BoundaryRule
+from skyline.settings.ionosphere import IonosphereSettings
+from skyline.settings.luminosity import LuminositySettings
+from skyline.settings.mirage import MirageSettings
+from skyline.settings.thunder import ThunderCheck, ThunderOpts, validate_checks
 from skyline.settings.vista import VistaFetch, VistaSettings
 from skyline.settings.webapp import MIN_PASSWORD_LENGTH, USERNAME_PATTERN, WebappSettings
 
@@ -253,6 +271,12 @@ class StatsdSettings(_Section):
         return v
 
 
+_KAFKA_TOPIC = re.compile(r"^[A-Za-z0-9._-]{1,249}$")
+#: consumer properties the at-least-once consumer owns
+_KAFKA_OWN_OPTIONS = frozenset(("bootstrap.servers", "group.id", "enable.auto.commit",
+                                "enable.auto.offset.store", "sasl.password"))
+
+
 class FluxSettings(_Section):
     """[flux]: HTTP ingest (Skyline JSON API, Prometheus remote_write, Influx line protocol,
     OTLP) on the web app's port."""
@@ -297,6 +321,63 @@ class FluxSettings(_Section):
         "into deltas; beyond it the least recently updated are forgotten.",
     )
 
+    kafka_brokers: str = Field(
+        "",
+        description="Kafka bootstrap servers (host:port,...) flux consumes flux.kafka_topics "
+        "from (needs the `kafka` extra: pip install 'skyline-anomaly[kafka]'); empty: no "
+        "Kafka ingest. See docs/protocols.md#kafka.",
+    )
+    kafka_topics: dict[str, Literal["plaintext", "json", "influx"]] = Field(
+        default_factory=dict,
+        description="Topic -> the format of its messages: plaintext (Graphite lines), json "
+        "(a Skyline JSON body: {\"metrics\": [...]} or one metric) or influx (line protocol "
+        "at flux.kafka_influx_precision).",
+    )
+    kafka_group: str = Field(
+        "skyline", min_length=1, max_length=255,
+        description="Kafka consumer group: Skylines with the same group share the topics' "
+        "partitions; offsets are committed for it only once the points are stored.",
+    )
+    kafka_influx_precision: Literal["ns", "us", "ms", "s"] = Field(
+        "ns", description="Unit of the timestamps in influx topics.")
+    kafka_max_messages: int = Field(
+        5000, ge=1, le=100_000,
+        description="Most messages read and submitted as one batch.",
+    )
+    kafka_options: dict[str, str] = Field(
+        default_factory=dict,
+        description="More librdkafka consumer properties (security.protocol, sasl.mechanism, "
+        "sasl.username, ssl.ca.location, session.timeout.ms, ...); put the SASL password in "
+        "flux.kafka_password.",
+    )
+    kafka_password: SecretStr | None = Field(
+        None, json_schema_extra={"mask": "all"},
+        description="SASL password for the Kafka brokers (librdkafka's sasl.password).")
+
+    @field_validator("kafka_topics")
+    @classmethod
+    def _kafka_topics(cls, v: dict[str, str]) -> dict[str, str]:
+        for topic in v:
+            if not _KAFKA_TOPIC.match(topic):
+                raise ValueError(f"{topic!r} is not a Kafka topic name (1 to 249 of "
+                                 "A-Z a-z 0-9 . _ -)")
+        return v
+
+    @field_validator("kafka_options")
+    @classmethod
+    def _kafka_options(cls, v: dict[str, str]) -> dict[str, str]:
+        for key in v:
+            if key in _KAFKA_OWN_OPTIONS:
+                raise ValueError(f"{key} is set by Skyline itself (at-least-once delivery "
+                                 "needs it); see docs/protocols.md#kafka")
+        return v
+
+    @model_validator(mode="after")
+    def _kafka_needs_topics(self) -> FluxSettings:
+        if self.kafka_brokers.strip() and not self.kafka_topics:
+            raise ValueError("flux.kafka_brokers is set but flux.kafka_topics is empty")
+        return self
+
 
 # a key's namespace prefix: dotted elements of the metric-name charset (skyline.ingest.names)
 _PREFIX = re.compile(r"^[A-Za-z0-9_\-:+%/=@]+(\.[A-Za-z0-9_\-:+%/=@]+)*$")
@@ -334,6 +415,9 @@ class Settings(BaseSettings):
         extra="forbid",
         validate_default=True,
     )
+    # where load_settings found each setting: source -> dotted paths it set (settings/origins)
+    _origins: dict[str, frozenset[str]] = PrivateAttr(default_factory=dict)
+    _config_file: str | None = PrivateAttr(default=None)
 
     # upstream names --------------------------------------------------------------------
     FULL_DURATION: int = Field(
@@ -481,6 +565,61 @@ class Settings(BaseSettings):
         "max_execution_time, ...); each runs in a separate process (docs/analyzer.md).",
     )
 
+    BOUNDARY_METRICS: list[BoundaryRule] = Field(
+        default_factory=list,
+        description="Boundary's rules: upstream's tuples (pattern, algorithm, "
+        "EXPIRATION_TIME, MIN_AVERAGE, MIN_AVERAGE_SECONDS, TRIGGER_VALUE, ALERT_THRESHOLD, "
+        "'alerter1|alerter2', [EXCLUDES]) or [[BOUNDARY_METRICS]] tables (docs/boundary.md). "
+        "Per metric and algorithm the last matching rule applies. Empty: Boundary idles.",
+    )
+    BOUNDARY_ENABLE_ALERTS: bool = Field(
+        True,
+        description="Send Boundary's alerts (with ENABLE_ALERTS); false: its events are still "
+        "stored and shown.",
+    )
+    BOUNDARY_OPTIMUM_RUN_DURATION: float = Field(
+        60.0, gt=0, le=86400,
+        description="Seconds between the starts of two Boundary runs; runs never overlap.",
+    )
+    BOUNDARY_ALERTER_OPTS: BoundaryAlerterOpts = Field(
+        default_factory=BoundaryAlerterOpts,
+        description="Per-channel limit of Boundary alerts: alerter_limit alerts per "
+        "alerter_expiration_time seconds ({channel: n} tables; upstream's defaults).",
+    )
+
+    THUNDER_CHECKS: dict[str, dict[str, ThunderCheck]] = Field(
+        default_factory=dict,
+        description="Thunder's checks by app and check name (docs/thunder.md), each with "
+        "run, expiry, channels (or upstream's alert_via_*) and its parameters; a check not "
+        "listed runs with its defaults.",
+    )
+    THUNDER_OPTS: ThunderOpts = Field(
+        default_factory=ThunderOpts,
+        description="Thunder's channels (or upstream's alert_via_*), check interval and "
+        "down_after.",
+    )
+    ALERT_ON_STALE_METRICS: list[str] = Field(
+        default_factory=list,
+        description="Namespace patterns Thunder watches for stale metrics: one event when "
+        "metrics of a namespace stop sending for ALERT_ON_STALE_PERIOD (or their "
+        "CUSTOM_STALE_PERIOD), one when they are back.",
+    )
+    ALERT_ON_STALE_PERIOD: int = Field(
+        300, ge=1, le=30 * 86400,
+        description="Seconds without a point after which a metric of ALERT_ON_STALE_METRICS "
+        "is stale.",
+    )
+    CUSTOM_STALE_PERIOD: dict[str, int] = Field(
+        default_factory=dict,
+        description="Pattern -> seconds: the stale period of the metrics it matches (the first "
+        "matching pattern wins) instead of STALE_PERIOD in Boundary's Stale pre-check; "
+        "Thunder alerts after three quarters of it, as upstream.",
+    )
+    DO_NOT_ALERT_ON_STALE_METRICS: list[str] = Field(
+        default_factory=list,
+        description="Patterns of metrics never reported stale.",
+    )
+
     VISTA_FETCH_METRICS: list[VistaFetch] = Field(
         default_factory=list,
         description="Remote Graphite targets and Prometheus queries Vista pulls: "
@@ -498,16 +637,90 @@ class Settings(BaseSettings):
         "fetched again, complete, next time).",
     )
 
+    LUMINOSITY_ENABLED: bool = Field(
+        True, description="Run Luminosity: related metrics of anomalies, and incidents.",
+    )
+    CORRELATE_ALERTS_ONLY: bool = Field(
+        True,
+        description="Correlate only the anomalies of metrics that an ALERTS rule matches "
+        "(incidents group every metric either way).",
+    )
+    LUMINOSITY_CORRELATE_ALL: bool = Field(
+        False, description="Correlate every anomaly (overrides CORRELATE_ALERTS_ONLY).",
+    )
+    LUMINOSITY_CORRELATE_NAMESPACES_ONLY: list[str] = Field(
+        default_factory=list,
+        description="Namespace patterns: an anomalous metric matching one is correlated only "
+        "with the metrics matching the same pattern.",
+    )
+    LUMINOSITY_CORRELATION_MAPS: dict[str, list[str]] = Field(
+        default_factory=dict,
+        description="Named lists of namespace patterns: an anomalous metric in a map is "
+        "correlated only with the map's metrics, and metrics of one map are related for "
+        "incident grouping.",
+    )
+    LUMINOSITY_RELATED_TIME_PERIOD: int = Field(
+        240, ge=0, le=86400,
+        description="Seconds either side of an anomaly within which a related metric's own "
+        "incident began for it to be flagged anomalous.",
+    )
+    LUMINOL_CROSS_CORRELATION_THRESHOLD: float = Field(
+        0.9, gt=0, le=1,
+        description="Smallest absolute (lag-shifted) Pearson coefficient of a related metric.",
+    )
+
+    MIRAGE_ANALYSIS_RESOLUTION: int = Field(
+        600, ge=10, le=86400,
+        description="Seconds per bucket of the long history Mirage judges (mirage.history_days "
+        "of each metric, kept by the roomba).",
+    )
+    MIRAGE_CHECK_REPETITIVE_DAILY_PEAKS: int = Field(
+        3, ge=0, le=30,
+        description="The Mirage stage vetoes an anomaly when at least this many earlier days "
+        "had a similar peak at the same time of day and this one is within their range "
+        "(needs more than 5.25 days of history); 0: off.",
+    )
+    MIRAGE_PERIODIC_CHECK: bool = Field(
+        False,
+        description="Mirage also judges the newest point of metrics matching "
+        "MIRAGE_PERIODIC_CHECK_NAMESPACES every MIRAGE_PERIODIC_CHECK_INTERVAL seconds, "
+        "when the analyzer did not flag it (needs mirage in analyzer.stages and a "
+        "second-order resolution for those metrics); anomalous on its hours -> an anomaly.",
+    )
+    MIRAGE_PERIODIC_CHECK_INTERVAL: int = Field(
+        3600, ge=60, le=604800,
+        description="Seconds (of the metric's own time) between two periodic Mirage checks "
+        "of a metric.",
+    )
+    MIRAGE_PERIODIC_CHECK_NAMESPACES: list[str] = Field(
+        default_factory=list,
+        description="Namespace patterns of the metrics MIRAGE_PERIODIC_CHECK covers.",
+    )
+    MIRAGE_ALWAYS_METRICS: list[str] = Field(
+        default_factory=list,
+        description="Namespace patterns of metrics whose newest point Mirage judges at every "
+        "analysis, flagged by the analyzer or not (same conditions as MIRAGE_PERIODIC_CHECK).",
+    )
+    MIRAGE_AUTOFILL_TOOSHORT: bool = Field(
+        False,
+        description="When a metric whose [[mirage.namespaces]] names a remote source has too "
+        "little long history of its own, the Mirage stage writes what the remote gave into "
+        "the metric's long history once (older buckets only), so later checks need no fetch.",
+    )
+
     # new top-level names of the foundation ------------------------------------------------
     DATA_DIR: Path = Field(
         Path("var"),
         description="Directory for the embedded Redis data and socket and the default SQLite "
-        "database; relative paths are relative to the working directory.",
+        "database; relative paths are relative to the working directory. Left at the default, "
+        "commands other than run use ./var when it holds data, else the directory the last "
+        "`skyline run` recorded ($XDG_STATE_HOME/skyline/instance.json).",
     )
     REDIS_URL: SecretStr | None = Field(
         None,
-        description="External Redis (redis://, rediss:// or unix://). Unset: Skyline runs an "
-        "embedded Redis under DATA_DIR.",
+        description="External Redis (redis://, rediss:// or unix://): a standalone server (a "
+        "node of a Redis Cluster is refused at start, as it holds only part of the keys). "
+        "Unset: Skyline runs an embedded Redis under DATA_DIR.",
     )
     DATABASE_URL: SecretStr | None = Field(
         None,
@@ -556,6 +769,11 @@ class Settings(BaseSettings):
         None, json_schema_extra={"mask": "all"},
         description="Password of WEBAPP_AUTH_USER.",
     )
+    WEBAPP_USER_TIMEZONE: bool = Field(
+        False,
+        description="Pages show times in each browser's own time zone instead of UTC (the "
+        "default); either way a person can switch in the page footer, remembered per browser.",
+    )
 
     # component tables -------------------------------------------------------------------------
     redis: RedisSettings = Field(default_factory=RedisSettings, description="[redis] table.")
@@ -585,8 +803,19 @@ class Settings(BaseSettings):
         default_factory=WebappSettings, description="[webapp] table."
     )
     vista: VistaSettings = Field(default_factory=VistaSettings, description="[vista] table.")
+    mirage: MirageSettings = Field(
+        default_factory=MirageSettings, description="[mirage] table."
+    )
+    luminosity: LuminositySettings = Field(
+        default_factory=LuminositySettings, description="[luminosity] table."
+    )
+    ionosphere: IonosphereSettings = Field(
+        default_factory=IonosphereSettings, description="[ionosphere] table."
+    )
 
-    @field_validator("SKIP_LIST", "DO_NOT_SKIP_LIST")
+    @field_validator("SKIP_LIST", "DO_NOT_SKIP_LIST", "LUMINOSITY_CORRELATE_NAMESPACES_ONLY",
+                     "MIRAGE_PERIODIC_CHECK_NAMESPACES", "MIRAGE_ALWAYS_METRICS",
+                     "ALERT_ON_STALE_METRICS", "DO_NOT_ALERT_ON_STALE_METRICS")
     @classmethod
     def _patterns(cls, v: list[str]) -> list[str]:
         for p in v:
@@ -596,9 +825,49 @@ class Settings(BaseSettings):
                 raise ValueError(str(e)) from None
         return v
 
+    @field_validator("CUSTOM_STALE_PERIOD")
+    @classmethod
+    def _custom_stale(cls, v: dict[str, int]) -> dict[str, int]:
+        for p, seconds in v.items():
+            try:
+                validate_pattern(p)
+            except PatternError as e:
+                raise ValueError(str(e)) from None
+            if seconds < 1:
+                raise ValueError(f"{p}: {seconds} must be at least 1 second")
+        return v
+
+    @field_validator("THUNDER_CHECKS")
+    @classmethod
+    def _thunder_checks(cls, v: dict[str, dict[str, ThunderCheck]]
+                        ) -> dict[str, dict[str, ThunderCheck]]:
+        return validate_checks(v)
+
+    @field_validator("LUMINOSITY_CORRELATION_MAPS")
+    @classmethod
+    def _maps(cls, v: dict[str, list[str]]) -> dict[str, list[str]]:
+        for name, patterns in v.items():
+            for p in patterns:
+                try:
+                    validate_pattern(p)
+                except PatternError as e:
+                    raise ValueError(f"map {name!r}: {e}") from None
+        return v
+
     @model_validator(mode="after")
     def _alert_rules(self) -> Settings:
         check_rules(self.ALERTS, self.alerters)
+        for i, r in enumerate(self.BOUNDARY_METRICS):
+            for c in r.channels:
+                check_channel_ready(f"BOUNDARY_METRICS.{i}.channels of rule {i + 1} (pattern "
+                                    f"{r.pattern!r})", c, {}, self.alerters)
+        for c in self.THUNDER_OPTS.channels:
+            check_channel_ready("THUNDER_OPTS.channels", c, {}, self.alerters)
+        for app, checks in self.THUNDER_CHECKS.items():
+            for name, chk in checks.items():
+                for c in chk.channels or []:
+                    check_channel_ready(f"THUNDER_CHECKS.{app}.{name}.channels", c, {},
+                                        self.alerters)
         return self
 
     @field_validator("WEBAPP_PUBLIC_URL")

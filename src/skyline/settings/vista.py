@@ -9,6 +9,9 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, m
 
 # a namespace prefix: dotted elements of the metric-name charset (skyline.ingest.names)
 _PREFIX = re.compile(r"^[A-Za-z0-9_\-:+%/=@]+(\.[A-Za-z0-9_\-:+%/=@]+)*$")
+_LABEL = re.compile(r"^[a-zA-Z_][a-zA-Z0-9_]*$")
+#: labels the remote_write sender sets itself
+_WRITE_OWN_LABELS = {"metric", "source", "status"}
 # upstream's tuple: (remote_host, source, frequency, remote_target, graphite_target, uri,
 # namespace_prefix, api_key, token, user, password, (populate_at_resolutions...))
 _TUPLE_FIELDS = ("url", "source", "frequency", "query", "metric", "uri", "namespace_prefix",
@@ -98,7 +101,8 @@ class VistaFetch(BaseModel):
 
 class VistaSettings(BaseModel):
     """[vista]: pulling metrics from remote Graphite and Prometheus servers
-    (VISTA_FETCH_METRICS lists what to pull)."""
+    (VISTA_FETCH_METRICS lists what to pull), and sending anomaly scores and events to a
+    remote_write receiver."""
 
     model_config = ConfigDict(extra="forbid", validate_default=True)
 
@@ -124,3 +128,61 @@ class VistaSettings(BaseModel):
         300.0, ge=1, le=86400,
         description="Longest wait, in seconds, before a remote that failed is tried again "
         "(the wait doubles from 1 s with each failure).")
+    remote_write_url: str = Field(
+        "",
+        description="A Prometheus remote_write endpoint (VictoriaMetrics' "
+        "http://host:8428/api/v1/write, Prometheus' http://host:9090/api/v1/write with "
+        "--web.enable-remote-write-receiver, Mimir, Thanos receive) that Vista sends every "
+        "anomaly score (skyline_anomaly_score{metric=...}) and anomaly event "
+        "(skyline_anomaly{metric=...,source=...,status=...}) to (docs/vista.md). Empty: "
+        "nothing is sent.")
+    remote_write_user: str = Field("", description="HTTP basic auth user for remote_write_url.")
+    remote_write_password: SecretStr | None = Field(
+        None, json_schema_extra={"mask": "all"},
+        description="HTTP basic auth password for remote_write_url.")
+    remote_write_token: SecretStr | None = Field(
+        None, json_schema_extra={"mask": "all"},
+        description="Bearer token for remote_write_url.")
+    remote_write_interval: float = Field(
+        30.0, ge=1, le=3600, description="Seconds between two sends of what is new.")
+    remote_write_labels: dict[str, str] = Field(
+        default_factory=dict,
+        description="Labels added to every series sent (e.g. {skyline = \"prod\"}); not "
+        "__name__, metric, source or status.")
+    remote_write_scores: bool = Field(
+        True, description="Send the anomaly score series (skyline_anomaly_score).")
+    remote_write_events: bool = Field(
+        True, description="Send anomaly events as a series (skyline_anomaly).")
+    remote_write_backfill: int = Field(
+        3600, ge=0, le=604800,
+        description="Seconds of scores and events sent when nothing was sent before (a "
+        "first start, or a metric first scored).")
+    remote_write_max_samples: int = Field(
+        10_000, ge=1, le=1_000_000, description="Most samples in one remote_write request.")
+
+    @field_validator("remote_write_url")
+    @classmethod
+    def _write_url(cls, v: str) -> str:
+        if v and not re.match(r"^https?://[^/\s]+", v):
+            raise ValueError("must start with http:// or https://")
+        return v
+
+    @field_validator("remote_write_labels")
+    @classmethod
+    def _write_labels(cls, v: dict[str, str]) -> dict[str, str]:
+        for name in v:
+            if not _LABEL.match(name) or name.startswith("__"):
+                raise ValueError(f"{name!r} is not a label name ([a-zA-Z_][a-zA-Z0-9_]*, "
+                                 "not starting with __)")
+            if name in _WRITE_OWN_LABELS:
+                raise ValueError(f"{name!r} is set by Skyline on every series sent")
+        return v
+
+    @model_validator(mode="after")
+    def _write_auth(self) -> VistaSettings:
+        if self.remote_write_user and self.remote_write_token is not None:
+            raise ValueError("remote_write: use either user/password (basic) or token "
+                             "(bearer), not both")
+        if self.remote_write_password is not None and not self.remote_write_user:
+            raise ValueError("remote_write_password without remote_write_user")
+        return self

@@ -199,6 +199,7 @@ class Variant:
     score: ScoreRule | None = None
     anchor: float | None = None
     post: PostFn | None = None
+    detector: str | None = None  # the product with this analyzer.detector (params None)
 
     def __post_init__(self) -> None:
         if self.params is not None and math.isinf(self.params.full_duration) \
@@ -290,6 +291,13 @@ DEFAULT = Variant(
             "the score of the confirmed anomalous event it emitted (what would have alerted), "
             "0 elsewhere")
 
+LEARNING = Variant(
+    name="learning",
+    summary="the product with analyzer.detector \"learning\" (the other settings in force): "
+            "the learning detector's state carried row by row as live; a row scores the "
+            "score of the confirmed anomalous event it emitted, 0 elsewhere",
+    detector="learning")
+
 DEFAULT_RAW = Variant(
     name="default-raw",
     summary="the product's detector score on every row (no incidents, no stages)",
@@ -344,7 +352,7 @@ FULL_HISTORY_9_HOLD = Variant(
     anchor=CLASSIC_7.anchor, score=VERDICT, post=hold_back(ALERT_EXPIRY))
 
 VARIANTS: Mapping[str, Variant] = {d.name: d for d in (
-    DEFAULT, DEFAULT_RAW, CLASSIC_7, CLASSIC_9, CLASSIC_9_VERDICT, CONSENSUS,
+    DEFAULT, LEARNING, DEFAULT_RAW, CLASSIC_7, CLASSIC_9, CLASSIC_9_VERDICT, CONSENSUS,
     CONSENSUS_VOTE_SHARE, CONSENSUS_HOLD, CLASSIC_9_HOLD, CLASSIC_9_INTENSITY,
     FULL_HISTORY_9_HOLD)}
 
@@ -361,6 +369,8 @@ def pipeline_for(variant: Variant, config: AnalyzerConfig) -> Pipeline:
     """The pipeline a variant replays: the product's (config: the settings in force), or
     the variant's own analysis parameters with the same incident rules and no stages."""
     if variant.params is None:
+        if variant.detector is not None and variant.detector != config.params.detector:
+            config = replace(config, params=replace(config.params, detector=variant.detector))
         return config.pipeline()
     return Pipeline(variant.params, config.rules, catch_up=config.catch_up)
 

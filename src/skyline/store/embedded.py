@@ -131,6 +131,14 @@ class EmbeddedRedis:
             fcntl.flock(lock, fcntl.LOCK_EX)
             if _ping(self.socket):
                 return False
+            running = self.running_pid()
+            if running is not None:
+                # Alive but not answering (stopped, swapping, a long save): a second server on
+                # this directory would take the socket and split the data between two servers.
+                # Attach instead; the caller's PING and backoff decide what to do.
+                log.warning("embedded redis (pid %d) is running but not answering on %s; "
+                            "not starting a second server", running, self.socket)
+                return False
             with contextlib.suppress(FileNotFoundError):
                 self.socket.unlink()
             conf = self.data_dir / "redis.conf"
@@ -162,6 +170,25 @@ class EmbeddedRedis:
             if logfile.exists():
                 tail = " | ".join(logfile.read_text(errors="replace").strip().splitlines()[-3:])
             raise StoreUnavailable("embedded Redis", self.url, f"redis-server did not start: {tail}")
+
+    def running_pid(self) -> int | None:
+        """The pid in redis.pid when that process is alive and is a redis-server (a pid file
+        left by a crash can name a reused pid; a zombie has no command line)."""
+        try:
+            pid = int((self.data_dir / "redis.pid").read_text().strip())
+        except (OSError, ValueError):
+            return None
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return None
+        except PermissionError:
+            return pid
+        try:
+            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+        except OSError:
+            return pid  # no /proc (not Linux): alive is all we can know
+        return pid if b"redis" in cmdline else None
 
     def stop_process(self) -> None:
         if self.process is not None and self.process.poll() is None:

@@ -21,11 +21,13 @@ import numpy.typing as npt
 import redis
 from redis.connection import AbstractConnection
 
+from skyline.core.errors import ClusterUnsupported
 from skyline.store import keys
 from skyline.store.series import POINT_DTYPE, POINT_SIZE
 
 _RECV_SIZE = 1 << 20
 _GET = b"*2\r\n$3\r\nGET\r\n$%d\r\n%b\r\n"
+_GETRANGE = b"*4\r\n$8\r\nGETRANGE\r\n$%d\r\n%b\r\n$%d\r\n%b\r\n$2\r\n-1\r\n"
 
 
 @dataclass
@@ -68,10 +70,17 @@ class FlatReader:
         self._recv = bytearray(_RECV_SIZE)
 
     def read(self, names: Sequence[str],
-             beside: Callable[[str], str] | None = None) -> Flat:
+             beside: Callable[[str], str] | None = None, *, tail: int | None = None,
+             key_of: Callable[[str], str] = keys.series) -> Flat:
         """Every named series, in order; a missing or unreadable one has 0 points. With
         `beside`, also the (small) string value of the key beside(name) of every name, read in
-        the same round trips (the analysis states: no second pass over the names)."""
+        the same round trips (the analysis states: no second pass over the names). With
+        `tail`, only the last `tail` points of each series (GETRANGE of its last bytes: what
+        Luminosity reads around a recent anomaly; points are whole because the store only
+        ever appends whole points). `key_of` names the packed string read for each name
+        (default: its series; keys.scores reads the anomaly-score series)."""
+        if tail is not None and tail < 1:
+            raise ValueError("tail must be at least 1 point")
         counts = np.zeros(len(names), dtype=np.int64)
         stats = FlatStats()
         values: list[bytes | None] = []
@@ -83,7 +92,8 @@ class FlatReader:
                 raise TypeError("FlatReader needs a plain redis-py connection")
             for lo in range(0, len(names), self.batch):
                 chunk = names[lo:lo + self.batch]
-                used = self._read_batch(conn, chunk, counts, lo, used, stats, beside, values)
+                used = self._read_batch(conn, chunk, counts, lo, used, stats, beside, values,
+                                        tail, key_of)
         except BaseException:
             conn.disconnect()  # replies may be left unread: never reuse this connection
             raise
@@ -93,6 +103,13 @@ class FlatReader:
         return Flat(points, counts, stats, values)
 
     # -- internals ------------------------------------------------------------------------
+
+    def _where(self) -> str:
+        """The server, for a message: host:port or the socket path (never the password)."""
+        kw = self.client.connection_pool.connection_kwargs
+        if kw.get("path"):
+            return str(kw["path"])
+        return f"{kw.get('host', '?')}:{kw.get('port', '?')}"
 
     def _reserve(self, used: int, extra: int) -> None:
         need = used + extra
@@ -104,11 +121,16 @@ class FlatReader:
     def _read_batch(self, conn: AbstractConnection, names: Sequence[str],
                     counts: npt.NDArray[np.int64], offset: int, used: int,
                     stats: FlatStats, beside: Callable[[str], str] | None = None,
-                    values: list[bytes | None] | None = None) -> int:
+                    values: list[bytes | None] | None = None, tail: int | None = None,
+                    key_of: Callable[[str], str] = keys.series) -> int:
         commands = []
+        start_arg = b"-%d" % (tail * POINT_SIZE) if tail is not None else b""
         for name in names:
-            key = keys.series(name).encode()
-            commands.append(_GET % (len(key), key))
+            key = key_of(name).encode()
+            if tail is None:
+                commands.append(_GET % (len(key), key))
+            else:
+                commands.append(_GETRANGE % (len(key), key, len(start_arg), start_arg))
             if beside is not None:
                 other = beside(name).encode()
                 commands.append(_GET % (len(other), other))
@@ -185,6 +207,11 @@ class FlatReader:
                     while end - start < length + 2:
                         fill()
                     nl = start + length
+                if bytes(buf[start + 1:start + 5]) in (b"MOVE", b"ASK "):
+                    # a cluster node answering for a slot it does not own: never a
+                    # partial read counted as wrong types
+                    raise ClusterUnsupported(self._where(), bytes(buf[start + 1:nl][:60]).decode(
+                        "ascii", "replace"))
                 stats.wrong_type += 1
                 start = nl + 2
             else:

@@ -11,7 +11,7 @@ import redis
 from redis.backoff import ExponentialBackoff
 from redis.retry import Retry
 
-from skyline.core.errors import StoreUnavailable
+from skyline.core.errors import ClusterUnsupported, StoreUnavailable
 from skyline.settings import Settings
 from skyline.settings.show import mask_url
 from skyline.store.embedded import EmbeddedRedis
@@ -59,13 +59,29 @@ def open_redis(settings: Settings, *, wait: bool = False) -> RedisHandle:
         url = embedded.url
     client = make_client(url, settings.redis.connect_timeout)
     handle = RedisHandle(client, mask_url(url), embedded)
-    if not wait:
-        try:
-            client.ping()
-        except CONNECTION_ERRORS as e:
-            client.close()
-            raise StoreUnavailable("Redis", handle.url, str(e) or type(e).__name__) from None
+    try:
+        client.ping()
+    except CONNECTION_ERRORS as e:
+        if wait:  # the service's own backoff retries; the flat reader refuses MOVED later
+            return handle
+        client.close()
+        raise StoreUnavailable("Redis", handle.url, str(e) or type(e).__name__) from None
+    try:
+        refuse_cluster(client, handle.url)
+    except ClusterUnsupported:
+        client.close()
+        raise
     return handle
+
+
+def refuse_cluster(client: redis.Redis, url: str) -> None:
+    """Raise ClusterUnsupported when the server is a cluster node (INFO cluster says so)."""
+    try:
+        info = client.info("cluster")
+    except redis.ResponseError:  # INFO restricted by an ACL: MOVED replies are caught later
+        return
+    if int(info.get("cluster_enabled", 0) or 0):
+        raise ClusterUnsupported(url, "INFO cluster: cluster_enabled:1")
 
 
 @contextmanager

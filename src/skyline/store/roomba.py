@@ -6,10 +6,16 @@ write wins) and cut to the retention window; one with no point left is deleted w
 entry and the metric's other keys (analysis state, scores). Points appended while a series is
 being trimmed are kept: the rewrite runs as a script that only replaces the bytes it read and
 keeps anything appended since.
+
+With a long history (store/history.py), points leave the raw series only as whole
+MIRAGE_ANALYSIS_RESOLUTION buckets and only when `history_batch` seconds of them lie beyond
+the retention; the same script writes them into the history, so no bucket is lost or counted
+twice whatever stops when.
 """
 
 from __future__ import annotations
 
+import hashlib
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -17,6 +23,7 @@ from dataclasses import dataclass
 import numpy as np
 import redis
 
+from skyline.store import history as hist
 from skyline.store import keys
 from skyline.store.series import decode, encode, normalise
 
@@ -36,6 +43,34 @@ redis.call('SET', KEYS[1], v)
 return 1
 """
 
+# The same, also replacing the history (KEYS[2]) with ARGV[3] when it still is what was read
+# (ARGV[4]: its SHA1, "" when there was none); -1 and nothing written otherwise.
+_MOVE = """
+local cur = redis.call('STRLEN', KEYS[1])
+local expected = tonumber(ARGV[1])
+if cur < expected then return -1 end
+local h = redis.call('GET', KEYS[2])
+local hs = ''
+if h then hs = redis.sha1hex(h) end
+if hs ~= ARGV[4] then return -1 end
+redis.call('SET', KEYS[2], ARGV[3])
+local v = ARGV[2]
+if cur > expected then v = v .. redis.call('GETRANGE', KEYS[1], expected, -1) end
+if string.len(v) == 0 then redis.call('DEL', KEYS[1]) return 0 end
+redis.call('SET', KEYS[1], v)
+return 1
+"""
+
+
+@dataclass(frozen=True)
+class HistoryPolicy:
+    """How the roomba builds the long history: bucket width (MIRAGE_ANALYSIS_RESOLUTION),
+    span kept (seconds) and the age beyond the retention at which points move (seconds)."""
+
+    resolution: int
+    span: float
+    batch: float
+
 
 @dataclass
 class TrimStats:
@@ -46,21 +81,28 @@ class TrimStats:
     corrupt_repaired: int = 0
     wrong_type_removed: int = 0
     conflicts: int = 0
+    history_written: int = 0  # histories that received buckets
+    buckets_moved: int = 0
+    history_corrupt: int = 0  # unreadable histories replaced
     wrapped: bool = False  # this pass reached the end of the index
 
     def add(self, other: TrimStats) -> None:
         for f in ("examined", "rewritten", "deleted", "points_removed", "corrupt_repaired",
-                  "wrong_type_removed", "conflicts"):
+                  "wrong_type_removed", "conflicts", "history_written", "buckets_moved",
+                  "history_corrupt"):
             setattr(self, f, getattr(self, f) + getattr(other, f))
         self.wrapped = self.wrapped or other.wrapped
 
 
 class Roomba:
-    def __init__(self, client: redis.Redis, *, retention: float, batch_size: int = 500):
+    def __init__(self, client: redis.Redis, *, retention: float, batch_size: int = 500,
+                 history: HistoryPolicy | None = None):
         self.client = client
         self.retention = retention
         self.batch_size = batch_size
+        self.history = history
         self._rewrite = client.register_script(_REWRITE)
+        self._move = client.register_script(_MOVE)
 
     def trim_names(self, names: list[str], now: float) -> TrimStats:
         stats = self._trim(names, now, keys.series)
@@ -81,6 +123,7 @@ class Roomba:
         raws = pipe.execute(raise_on_error=False)
 
         writes: list[tuple[str, int, bytes]] = []
+        moving: list[tuple[str, int, np.ndarray, np.ndarray, hist.Buckets]] = []
         orphans: list[str] = []
         for name, raw in zip(names, raws, strict=True):
             if isinstance(raw, redis.ResponseError):
@@ -97,28 +140,88 @@ class Roomba:
             t, v, extra = decode(raw)
             if extra:
                 stats.corrupt_repaired += 1
-            t2, v2 = normalise(t, v, oldest)
+            if series and self.history is not None:
+                t2, v2, gone = self._cut_for_history(t, v, now)
+                if gone is not None:
+                    stats.points_removed += t.shape[0] - t2.shape[0]
+                    moving.append((name, len(raw), t2, v2, gone))
+                    continue
+            else:
+                t2, v2 = normalise(t, v, oldest)
             removed = t.shape[0] - t2.shape[0]
             if removed == 0 and not extra and np.array_equal(t, t2):
                 continue  # already sorted, unique and inside the window
             stats.points_removed += removed
             writes.append((name, len(raw), encode(t2, v2)))
 
-        if writes:
-            pipe = self.client.pipeline(transaction=False)
-            for name, expected, data in writes:
-                self._rewrite(keys=[key_of(name)], args=[expected, data], client=pipe)
-            for (name, _, _), result in zip(writes, pipe.execute(), strict=True):
-                if result == -1:
-                    stats.conflicts += 1
-                elif result == 0:
-                    stats.deleted += 1
-                    orphans.append(name)
-                else:
-                    stats.rewritten += 1
+        pipe = self.client.pipeline(transaction=False)
+        for name, expected, data in writes:
+            self._rewrite(keys=[key_of(name)], args=[expected, data], client=pipe)
+        if moving:
+            self._queue_moves(moving, now, pipe, stats)
+        done = [name for name, _, _ in writes] + [m[0] for m in moving]
+        results = pipe.execute() if done else []
+        for k, (name, result) in enumerate(zip(done, results, strict=True)):
+            if result == -1:
+                stats.conflicts += 1
+                continue
+            if k >= len(writes):
+                stats.history_written += 1
+            if result == 0:
+                stats.deleted += 1
+                orphans.append(name)
+            else:
+                stats.rewritten += 1
         if orphans and series:
             self._unindex(orphans)
         return stats
+
+    def _cut_for_history(self, t: np.ndarray, v: np.ndarray, now: float
+                         ) -> tuple[np.ndarray, np.ndarray, hist.Buckets | None]:
+        """(points kept, their values, buckets that leave for the history or None). Points
+        leave only as whole buckets beyond the retention, once `batch` seconds of them are
+        there; until then the series is only sorted and de-duplicated."""
+        assert self.history is not None
+        r = self.history.resolution
+        t, v = normalise(t, v)
+        if not t.shape[0]:
+            return t, v, None
+        cut = np.floor((now - self.retention) / r) * r
+        if not t[0] < cut - self.history.batch:
+            return t, v, None
+        k = int(np.searchsorted(t, cut, side="left"))  # t[:k] < cut
+        return t[k:], v[k:], hist.bucketise(t[:k], v[:k], r)
+
+    def _queue_moves(self, moving: list[tuple[str, int, np.ndarray, np.ndarray, hist.Buckets]],
+                     now: float, pipe: redis.client.Pipeline, stats: TrimStats) -> None:
+        """Read the histories of the series that move buckets, merge and queue the scripts
+        that write both."""
+        assert self.history is not None
+        r = self.history.resolution
+        first = int(np.floor((now - self.history.span) / r))
+        reader = self.client.pipeline(transaction=False)
+        for name, *_ in moving:
+            reader.get(keys.history(name))
+        olds = reader.execute(raise_on_error=False)
+        for (name, expected, t2, v2, gone), raw in zip(moving, olds, strict=True):
+            old = None
+            if isinstance(raw, redis.ResponseError):  # not a string: nothing Skyline wrote
+                stats.history_corrupt += 1
+                self.client.delete(keys.history(name))
+                raw = None
+            elif isinstance(raw, Exception):
+                raise raw
+            if raw is not None:
+                try:
+                    old = hist.decode(raw)
+                except hist.CorruptHistory as e:
+                    stats.history_corrupt += 1
+                    log.warning("history of %s is unreadable (%s); it starts again", name, e)
+            merged = hist.merge(old, gone, first)
+            stats.buckets_moved += len(gone)
+            sha = hashlib.sha1(raw).hexdigest() if raw is not None else ""
+            self._move(keys=[keys.series(name), keys.history(name)],
+                       args=[expected, encode(t2, v2), hist.encode(merged), sha], client=pipe)
 
     def _unindex(self, names: list[str]) -> None:
         """Remove names whose series is gone, with the rest of their keys (analysis state,

@@ -49,3 +49,4 @@ def read_scores(client: redis.Redis, metrics: Sequence[str], since: float | None
                 t, v = t[:cut], v[:cut]
             out.append(Series(m, t, v))
     return out
+

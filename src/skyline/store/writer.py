@@ -32,6 +32,12 @@ class PointBuffer:
         self._count = 0
         self._retry_index = False  # the last flush failed: it may have partly landed
         self.refused = 0
+        #: points accepted since start, and how many of the first of them are surely in
+        #: Redis: a producer that must not drop its source before its points are stored (the
+        #: Kafka consumer commits offsets) notes `accepted` after adding and waits for
+        #: `stored` to reach it
+        self.accepted = 0
+        self.stored = 0
         self.written = 0
         self.failed_flushes = 0
         self.write_errors = 0
@@ -63,6 +69,7 @@ class PointBuffer:
                     g += packed[o : o + POINT_SIZE]
                 o += POINT_SIZE
             self._count += n
+            self.accepted += n
             return n
 
     def flush(self) -> int:
@@ -73,7 +80,9 @@ class PointBuffer:
                 groups, count = self._groups, self._count
                 self._groups, self._count = {}, 0
                 index_all = self._retry_index
+                through = self.accepted
             if not groups:
+                self.stored = through
                 return 0
             names = list(groups)
             try:
@@ -93,6 +102,7 @@ class PointBuffer:
                 raise
             with self._lock:
                 self._retry_index = False
+                self.stored = through
             if stats.errors:
                 self.write_errors += len(stats.errors)
                 log.error("%d series refused their points (not strings?): %s",

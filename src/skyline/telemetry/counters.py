@@ -68,9 +68,11 @@ class Telemetry:
                 pipe.hset(keys.telemetry_gauges(self.component, self.instance),
                          mapping=cast(Any, gauges))
             pipe.sadd(keys.TELEMETRY_INDEX, f"{self.component}:{self.instance}")
-            beat = {"instance": self.instance, "pid": os.getpid(), "time": time.time()}
+            t = time.time()
+            beat = {"instance": self.instance, "pid": os.getpid(), "time": t}
             pipe.set(keys.heartbeat(f"{self.component}.{self.instance}"), json.dumps(beat),
                      ex=heartbeat_ttl)
+            pipe.hset(keys.HEARTBEATS_SEEN, f"{self.component}.{self.instance}", t)
             pipe.execute()
         except Exception:
             with self._lock:

@@ -11,20 +11,21 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import re
 import time
+from typing import Any
 
-import httpx
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
+from skyline.alerting.base import Channel, attempt
+from skyline.alerting.content import Alert, incident_link, link_for
+from skyline.core.errors import NotFound
 from skyline.core.events import AnomalyEvent
 from skyline.plots import anomaly_png
 from skyline.runtime.context import Backoff, sleep_or_stop
-from skyline.services.alerters.base import Channel, DeliveryError
-from skyline.services.alerters.content import Alert, link_for
 from skyline.settings import Settings
 from skyline.store.sql import alerts as q
+from skyline.store.sql.luminosity import get_incident
 from skyline.telemetry import Telemetry
 
 log = logging.getLogger(__name__)
@@ -37,40 +38,35 @@ def retry_delay(attempts: int, initial: float, maximum: float) -> float:
     return float(min(maximum, initial * 2 ** max(0, attempts - 1)))
 
 
-async def build_alert(d: q.Delivery, settings: Settings, want_graph: bool) -> Alert:
+def current_incident(engine: Engine, body: dict[str, Any]) -> dict[str, Any]:
+    """An incident stream entry with the members and state the incident has now (an
+    update queued a while ago tells the members that joined since; members in the order
+    they began). The entry as it was when the incident is not (yet) in SQL."""
+    try:
+        inc = get_incident(engine, str(body.get("incident")))
+    except NotFound:
+        return body
+    members = sorted(inc.members.values(), key=lambda m: (m.since, m.metric))
+    return {**body, "origin": inc.origin, "started": inc.started, "ended": inc.ended,
+            "members": [m.metric for m in members], "open_members": inc.open_members}
+
+
+async def build_alert(d: q.Delivery, settings: Settings, want_graph: bool,
+                      engine: Engine | None = None) -> Alert:
     event = AnomalyEvent.from_dict(d.payload["event"])
+    incident = d.payload.get("incident")
+    if isinstance(incident, dict) and engine is not None:
+        incident = await asyncio.to_thread(current_incident, engine, incident)
     graph = None
-    if want_graph and settings.alerters.graph:
+    if want_graph and settings.alerters.graph and event.window:
         # drawing takes tens of milliseconds to seconds: never on the event loop
         graph = await asyncio.to_thread(anomaly_png, event)
-    return Alert(event=event, kind=d.kind, link=link_for(settings.public_url, event.id),
+    link = (incident_link(settings.public_url, str(incident.get("incident")))
+            if isinstance(incident, dict) else link_for(settings.public_url, event.id))
+    return Alert(event=event, kind=d.kind, link=link,
                  options=dict(d.payload.get("options") or {}),
-                 expiration=int(d.payload.get("expiration", 3600)), graph=graph)
-
-
-_URL_PATH = re.compile(r"(https?://[^/\s?#'\"]+)[^\s'\"]*")
-
-
-def _without_paths(text: str) -> str:
-    """An error as the alert log keeps it: URLs cut to their host, since a channel's URL
-    may carry its token in the path or query (Slack's, a webhook's)."""
-    return _URL_PATH.sub(r"\1/...", text)
-
-
-async def attempt(channel: Channel, alert: Alert, timeout: float) -> tuple[bool, str, bool]:
-    """One send: (delivered, error, worth retrying)."""
-    try:
-        await asyncio.wait_for(channel.send(alert), timeout)
-    except DeliveryError as e:
-        return False, str(e), e.retry
-    except TimeoutError:
-        return False, f"no answer within {timeout:g} s (alerters.timeout)", True
-    except httpx.HTTPError as e:
-        text = _without_paths(str(e))
-        return False, f"{type(e).__name__}: {text}" if text else type(e).__name__, True
-    except OSError as e:
-        return False, e.strerror or str(e) or type(e).__name__, True
-    return True, "", False
+                 expiration=int(d.payload.get("expiration", 3600)), graph=graph,
+                 incident=incident if isinstance(incident, dict) else None)
 
 
 class ChannelWorker:
@@ -163,11 +159,16 @@ class ChannelWorker:
             self.tel.incr(f"{name}_expired")
             return "expired"
         try:
-            alert = await build_alert(d, self.s, self.channel.wants_graph)
+            alert = await build_alert(d, self.s, self.channel.wants_graph, self.engine)
         except Exception as e:  # noqa: BLE001 - a malformed row must not stop the channel
             log.error("%s: cannot build the alert of delivery %d: %s", name, d.id, e)
             await asyncio.to_thread(q.record_attempt, self.engine, d, ok=False,
                                     error=f"cannot build the alert: {e}", retry_at=None)
+            return "expired"
+        if alert.update and alert.incident is not None and alert.incident.get("ended"):
+            # the incident closed before its update came due: the resolve says it all
+            await asyncio.to_thread(q.expire, self.engine, d, None,
+                                    "not sent: the incident closed before the update was due")
             return "expired"
         started = time.monotonic()
         ok, error, retry = await attempt(self.channel, alert, a.timeout)

@@ -13,8 +13,11 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from skyline.analysis.boundary import BoundaryRules
+from skyline.core.events import AnomalyEvent
 from skyline.core.patterns import PatternSet
 from skyline.settings.alerts import AlertRule
+from skyline.settings.boundary import BoundaryAlerterOpts, BoundaryRule
 
 
 @dataclass(frozen=True)
@@ -23,6 +26,11 @@ class Route:
     rule: int  # index in ALERTS
     expiration: int
     options: dict[str, Any] = field(default_factory=dict)
+    # keeps this source's alert state on the metric apart (de-duplication, open alerts)
+    scope: str = ""
+    # (limit, window seconds) of this source's share of the channel (BOUNDARY_ALERTER_OPTS)
+    share: tuple[int, int] | None = None
+    group: str = "metric"  # metric | incident (AlertRule.group)
 
 
 class Router:
@@ -41,5 +49,29 @@ class Router:
             if r.channel in seen:
                 continue
             seen.add(r.channel)
-            out.append(Route(r.channel, i, r.expiration, dict(r.options)))
+            out.append(Route(r.channel, i, r.expiration, dict(r.options), group=r.group))
         return out
+
+
+class BoundaryRouter:
+    """Boundary's events alert on the channels of the rule that fired (upstream's
+    'smtp|slack' of a BOUNDARY_METRICS tuple), not through ALERTS: the rule is the last one
+    matching the metric for the event's algorithm, as when it was judged. Each channel's
+    share of Boundary alerts is limited by BOUNDARY_ALERTER_OPTS."""
+
+    def __init__(self, rules: Sequence[BoundaryRule], opts: BoundaryAlerterOpts,
+                 enabled: Iterable[str]):
+        self._rules = BoundaryRules(rules)
+        self._opts = opts
+        self._on = set(enabled)
+
+    def routes(self, event: AnomalyEvent) -> list[Route]:
+        algorithm = event.results[0].algorithm if event.results else (
+            event.triggered[0] if event.triggered else "")
+        i = self._rules.for_metric(event.metric).get(algorithm)
+        if i is None:
+            return []  # the rule is gone (settings changed since)
+        r = self._rules.rules[i]
+        return [Route(c, i, r.expiration, {}, scope=f"boundary.{algorithm}",
+                      share=self._opts.limit(c))
+                for c in r.channels if c in self._on]

@@ -1,6 +1,7 @@
 """The alerters component: reads the anomaly stream through its own consumer group
-(`alerters`, so panorama's progress and its own are independent), queues deliveries,
-and runs one delivery worker per enabled channel."""
+(`alerters`, so panorama's progress and its own are independent), and Luminosity's incident
+stream when a rule alerts per incident; queues deliveries, and runs one delivery worker per
+enabled channel."""
 
 from __future__ import annotations
 
@@ -10,9 +11,10 @@ import time
 
 import redis
 
+from skyline.alerting.channels import enabled_channels, make_channel
+from skyline.events.stream import parse_json_object
 from skyline.runtime.consume import consume_events, sql_outage_as_unavailable, wait_for_sql
 from skyline.runtime.context import Context, every
-from skyline.services.alerters.channels import enabled_channels, make_channel
 from skyline.services.alerters.delivery import ChannelWorker
 from skyline.services.alerters.dispatch import Dispatcher
 from skyline.store import keys
@@ -23,11 +25,11 @@ log = logging.getLogger(__name__)
 GROUP = "alerters"
 
 
-def ensure_group(client: redis.Redis) -> None:
+def ensure_group(client: redis.Redis, stream: str = keys.ANOMALY_STREAM) -> None:
     """Create the group at the end of the stream: a first start alerts on new anomalies,
     not on the whole history the stream still holds."""
     try:
-        client.xgroup_create(keys.ANOMALY_STREAM, GROUP, id="$", mkstream=True)
+        client.xgroup_create(stream, GROUP, id="$", mkstream=True)
     except redis.ResponseError as e:
         if "BUSYGROUP" not in str(e):
             raise
@@ -68,11 +70,20 @@ async def run(ctx: Context) -> None:
     tasks.append(asyncio.create_task(every(ctx, 3600.0, purge, name="alert history"),
                                      name="alerters-history"))
 
+    consumers = [consume_events(ctx, GROUP, sql_outage_as_unavailable(engine, dispatcher.handle),
+                                claim_idle=s.alerters.claim_idle, count=200, tel=tel,
+                                failure_counter="dispatch_failures",
+                                setup=lambda: ensure_group(ctx.client))]
+    if dispatcher.grouping and any(r.group == "incident" for r in s.ALERTS):
+        # rules alerting once per incident read Luminosity's incident stream
+        consumers.append(consume_events(
+            ctx, GROUP, sql_outage_as_unavailable(engine, dispatcher.handle_incident),
+            claim_idle=s.alerters.claim_idle, count=200, tel=tel,
+            failure_counter="dispatch_failures", stream=keys.INCIDENT_STREAM,
+            parse=parse_json_object,
+            setup=lambda: ensure_group(ctx.client, keys.INCIDENT_STREAM)))
     try:
-        await consume_events(ctx, GROUP, sql_outage_as_unavailable(engine, dispatcher.handle),
-                             claim_idle=s.alerters.claim_idle, count=200, tel=tel,
-                             failure_counter="dispatch_failures",
-                             setup=lambda: ensure_group(ctx.client))
+        await asyncio.gather(*consumers)
     finally:
         await asyncio.gather(*tasks, return_exceptions=True)
         for c in channels:

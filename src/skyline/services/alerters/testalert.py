@@ -9,11 +9,11 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from skyline.alerting.base import attempt
+from skyline.alerting.channels import make_channel
+from skyline.alerting.content import Alert, link_for
 from skyline.core.events import AlgorithmResult, AnomalyEvent
 from skyline.plots import anomaly_png
-from skyline.services.alerters.channels import make_channel
-from skyline.services.alerters.content import Alert, link_for
-from skyline.services.alerters.delivery import attempt
 from skyline.settings import Settings
 
 TEST_METRIC = "skyline.test.alert"

@@ -12,6 +12,7 @@ import asyncio
 import logging
 import re
 import threading
+import time
 from concurrent.futures import Future, ThreadPoolExecutor
 
 from skyline.runtime.context import Context, every
@@ -43,6 +44,9 @@ def record(tel: Telemetry, report: RunReport) -> None:
     tel.incr("stage_vetoes", st.vetoed)
     tel.incr("stage_errors", st.errors)
     tel.incr("stage_overruns", st.overruns)
+    for stage, counts in st.per_stage.items():  # verdicts and a stage's own counts
+        for what, n in counts.items():
+            tel.incr(f"stage_{_metric_name(stage)}_{_metric_name(what)}", n)
     tel.incr("worker_failures", len(report.failed))
     tel.incr("process_restarts", report.restarts)
     for label, n in s.exceptions.items():
@@ -108,8 +112,15 @@ async def run(ctx: Context) -> None:
 
     watcher = asyncio.create_task(_watch_stop())
 
+    streak = 0  # consecutive runs longer than the interval (Thunder's analyzer.run_time)
+
     def one_run() -> None:
+        nonlocal streak
+        started = time.monotonic()
         report = analyzer.run_once(stop=stop)
+        took = time.monotonic() - started
+        streak = streak + 1 if took > s.ANALYZER_OPTIMUM_RUN_DURATION else 0
+        tel.gauge("overrun_streak", streak)
         record(tel, report)
         if not report.abandoned:
             saver.submit(report.stats)

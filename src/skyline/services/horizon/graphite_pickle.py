@@ -26,7 +26,7 @@ from typing import Any
 
 import numpy as np
 
-from skyline.services.horizon.batch import Batch
+from skyline.ingest.batch import Batch
 
 HEADER = struct.Struct("!I")
 

@@ -34,8 +34,8 @@ import time
 from collections.abc import Callable
 from typing import Protocol
 
+from skyline.ingest.batch import Batch
 from skyline.runtime.context import Context
-from skyline.services.horizon.batch import Batch
 
 log = logging.getLogger(__name__)
 

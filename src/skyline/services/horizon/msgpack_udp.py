@@ -7,7 +7,7 @@ from typing import Any
 
 import msgpack
 
-from skyline.services.horizon.batch import Batch
+from skyline.ingest.batch import Batch
 
 # rejection reasons (counted as rejected_msgpack_<reason>)
 BAD_DATAGRAM = "bad_datagram"  # not msgpack

@@ -13,9 +13,10 @@ import time
 from collections.abc import Coroutine
 from typing import Any
 
+from skyline.ingest import plaintext
+from skyline.ingest.batch import Batch
 from skyline.runtime.context import Context
-from skyline.services.horizon import graphite_pickle, msgpack_udp, plaintext
-from skyline.services.horizon.batch import Batch
+from skyline.services.horizon import graphite_pickle, msgpack_udp
 from skyline.services.horizon.listeners import TcpListener, UdpListener
 from skyline.services.horizon.statsd import Aggregator
 

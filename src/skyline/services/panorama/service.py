@@ -18,6 +18,7 @@ from skyline.runtime.consume import consume_events, sql_outage_as_unavailable, w
 from skyline.runtime.context import Context, every
 from skyline.store import keys
 from skyline.store.sql import save_anomaly
+from skyline.store.sql.ionosphere import record_event_matches
 from skyline.store.sql.queries import delete_older_than
 
 log = logging.getLogger(__name__)
@@ -48,6 +49,8 @@ async def run(ctx: Context) -> None:
         return (held if isinstance(held, str) else held.decode()) != event.id
 
     def store(event: AnomalyEvent) -> None:
+        if event.stages and record_event_matches(engine, event):
+            tel.incr("ionosphere_matches")
         if sampled_out(event):
             tel.incr("events_sampled")
             return

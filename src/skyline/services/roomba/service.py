@@ -6,14 +6,18 @@ import logging
 import time
 
 from skyline.runtime.context import Context, every
-from skyline.store.roomba import Roomba
+from skyline.store.roomba import HistoryPolicy, Roomba
 
 log = logging.getLogger(__name__)
 
 
 async def run(ctx: Context) -> None:
     s = ctx.settings
-    roomba = Roomba(ctx.client, retention=s.retention, batch_size=s.roomba.batch_size)
+    history = HistoryPolicy(resolution=s.MIRAGE_ANALYSIS_RESOLUTION,
+                            span=s.mirage.history_days * 86400,
+                            batch=s.mirage.history_batch) if s.mirage.history_days > 0 else None
+    roomba = Roomba(ctx.client, retention=s.retention, batch_size=s.roomba.batch_size,
+                    history=history)
     tel = ctx.telemetry("roomba")
 
     def one_pass() -> None:
@@ -27,6 +31,9 @@ async def run(ctx: Context) -> None:
         tel.incr("corrupt_series_repaired", stats.corrupt_repaired)
         tel.incr("wrong_type_keys_removed", stats.wrong_type_removed)
         tel.incr("conflicts", stats.conflicts)
+        tel.incr("history_written", stats.history_written)
+        tel.incr("history_buckets_moved", stats.buckets_moved)
+        tel.incr("history_corrupt_replaced", stats.history_corrupt)
         tel.gauge("pass_seconds", time.monotonic() - started)
         if stats.corrupt_repaired or stats.wrong_type_removed:
             log.warning("roomba repaired %d corrupt series and removed %d keys of the wrong type",

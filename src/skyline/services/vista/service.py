@@ -4,6 +4,10 @@ its own, so that a slow or failing remote delays nothing but its own queries.
 A remote that failed is in backoff (skyline.remote): its queries wait for its next try
 instead of queueing requests that would fail too. With VISTA_FETCH_METRICS empty Vista only
 keeps its heartbeat.
+
+With `vista.remote_write_url` set, Vista also sends anomaly scores and events to that
+remote_write receiver (writer.py), as a task of its own beside the pulls, sharing the same
+client (its limits and backoff).
 """
 
 from __future__ import annotations
@@ -18,6 +22,7 @@ from skyline.core.errors import RemoteError
 from skyline.remote import RemoteClient
 from skyline.runtime.context import Context, sleep_or_stop
 from skyline.services.vista.fetcher import Fetcher, is_plain_path
+from skyline.services.vista.writer import run_writer
 from skyline.settings.vista import VistaFetch
 from skyline.store.redis_client import CONNECTION_ERRORS
 
@@ -63,22 +68,32 @@ async def run(ctx: Context) -> None:
     s = ctx.settings
     tel = ctx.telemetry("vista")
     tel.incr("starts")
-    if not s.VISTA_FETCH_METRICS:
+    if not s.VISTA_FETCH_METRICS and not s.vista.remote_write_url:
         await ctx.stopping.wait()
         return
     jobs = plan(s.VISTA_FETCH_METRICS, s.VISTA_GRAPHITE_BATCH_SIZE)
-    log.info("vista: pulling %d queries in %d jobs", len(s.VISTA_FETCH_METRICS), len(jobs))
+    if jobs:
+        log.info("vista: pulling %d queries in %d jobs", len(s.VISTA_FETCH_METRICS), len(jobs))
     async with RemoteClient(tel, max_concurrent=s.vista.max_concurrent,
                             max_per_remote=s.vista.max_per_remote,
                             max_backoff=s.vista.max_backoff) as client:
         fetcher = Fetcher(ctx, client)
+        writer = (asyncio.create_task(run_writer(ctx, client, tel), name="vista-write")
+                  if s.vista.remote_write_url else None)
         try:
-            await _loop(ctx, fetcher, client, jobs)
+            if jobs:
+                await _loop(ctx, fetcher, client, jobs)
+            else:
+                await ctx.stopping.wait()
         finally:
             running = [j.task for j in jobs if j.task is not None and not j.task.done()]
             for t in running:
                 t.cancel()
             await asyncio.gather(*running, return_exceptions=True)
+            if writer is not None:
+                if not ctx.stopping.is_set():
+                    writer.cancel()
+                await asyncio.gather(writer, return_exceptions=True)
 
 
 async def _loop(ctx: Context, fetcher: Fetcher, client: RemoteClient, jobs: list[Job]) -> None:

@@ -7,21 +7,29 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-from fastapi import APIRouter, Path, Query
+from fastapi import APIRouter, Path, Query, Request
 from fastapi.responses import Response
 
 from skyline.plots import anomaly_png
 from skyline.runtime.context import Context
-from skyline.services.webapp import data
+from skyline.services.webapp import data, oncall
+from skyline.services.webapp.auth import require_admin
+from skyline.services.webapp.health import health
 from skyline.services.webapp.models import (
+    AckIn,
+    AckOut,
     AnomalyOut,
     AnomalyPageOut,
     ErrorOut,
+    IncidentOut,
     MetricsOut,
+    NowOut,
     RunOut,
     RunsOut,
     RunStatsOut,
     SeriesOut,
+    SilenceRefOut,
+    StaleSourceOut,
     finite_list,
 )
 from skyline.store.sql import get_anomaly
@@ -61,9 +69,14 @@ def router(ctx: Context) -> APIRouter:
         from_: str | None = Query(None, alias="from", description=TIME_HELP),
         until: str | None = Query(None, description=TIME_HELP),
     ) -> SeriesOut:
-        s = data.read_series(ctx, name, data.time_param("from", from_),
-                             data.time_param("until", until))
-        return series_out(name, s.timestamps, s.values)
+        """The metric's points from `from` to `until`: raw where the hot store still holds
+        them (FULL_DURATION), before that the long history's bucket means (up to
+        mirage.history_days back)."""
+        s = data.read_long_series(ctx, name, data.time_param("from", from_),
+                                  data.time_param("until", until))
+        out = series_out(name, s.timestamps, s.values)
+        out.resolution, out.downsampled_before = s.resolution, s.downsampled_before
+        return out
 
     @r.get("/anomalies", tags=["anomalies"], response_model=AnomalyPageOut)
     def anomalies(
@@ -117,4 +130,40 @@ def router(ctx: Context) -> APIRouter:
         return data.run_stats(latest_runs(data.engine(ctx), runs),
                               float(ctx.settings.ANALYZER_OPTIMUM_RUN_DURATION))
 
+    @r.get("/incidents", tags=["incidents"], response_model=NowOut)
+    def incidents() -> NowOut:
+        """What is broken now: open incidents (who silenced or acknowledged each), metrics
+        and sources with no data, late components, and the status word the overview shows."""
+        now = oncall.what_now(ctx, health(ctx))
+        return NowOut(
+            time=now.time, status=now.status, reasons=now.reasons,
+            incidents=[_incident_out(i, now.time) for i in now.incidents],
+            stale=[StaleSourceOut(source=s.source, stale=s.stale, total=s.total,
+                                  stopped=s.stopped, last_seen=s.last_seen, names=s.names)
+                   for s in now.stale],
+            late_components=dict(now.late_components),
+            stopped_components=dict(now.stopped_components))
+
+    @r.post("/incidents/ack", tags=["incidents"], response_model=AckOut,
+            responses={403: {"model": ErrorOut, "description": "the user is not an admin"}})
+    def acknowledge(request: Request, body: AckIn) -> AckOut:
+        """Acknowledge a metric's open incident (until it closes); 404 when none is open."""
+        user = require_admin(request)
+        ack = oncall.acknowledge(ctx, body.metric, user.username, body.note)
+        ctx.telemetry("webapp").incr("incidents_acknowledged")
+        return AckOut(who=ack.who, at=ack.at, note=ack.note)
+
     return r
+
+
+def _incident_out(i: oncall.Incident, now: float) -> IncidentOut:
+    s = i.silence
+    return IncidentOut(
+        metric=i.metric, namespace=oncall.namespace(i.metric), since=i.since,
+        duration=i.duration(now), last_event=i.last_event, value=i.value,
+        band_low=i.band_low, band_high=i.band_high, score=i.score, source=i.source,
+        event=i.event,
+        silence=None if s is None else SilenceRefOut(id=s.id, pattern=s.pattern,
+                                                      until=s.expires, who=s.who,
+                                                      reason=s.reason),
+        ack=None if i.ack is None else AckOut(who=i.ack.who, at=i.ack.at, note=i.ack.note))

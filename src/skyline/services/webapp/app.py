@@ -27,8 +27,13 @@ from skyline.runtime.context import Context
 from skyline.services.webapp import (
     alerts_api,
     api,
+    apidocs,
     crucible_page,
+    ionosphere_api,
+    ionosphere_pages,
     login,
+    luminosity_api,
+    luminosity_pages,
     pages,
     prometheus_api,
 )
@@ -50,6 +55,7 @@ log = logging.getLogger(__name__)
 
 API_PREFIX = "/api/v1"
 PROMETHEUS_CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+FAVICON = (STATIC / "favicon.svg").read_bytes()
 
 
 def _wants_json(request: Request) -> bool:
@@ -110,20 +116,19 @@ def install_error_handlers(app: FastAPI) -> None:
         return _error(request, 500, "internal error; the server log has the details")
 
 
-# Pages load only their own scripts and styles (charts are vendored); no other site may
-# frame them (clickjacking of the silence and settings forms). The API docs page loads
-# Swagger UI from its CDN, so it keeps the browser's defaults.
+# Pages load only their own scripts and styles (charts are vendored, the API docs are
+# rendered here); no other site may frame them (clickjacking of the silence and settings
+# forms). Every answer carries it: nothing a page needs comes from another origin.
 _CSP = ("default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; "
         "img-src 'self' data:; frame-ancestors 'none'; base-uri 'self'; form-action 'self'")
 
 
-def _protect(path: str, response: Response) -> None:
+def _protect(response: Response) -> None:
     h = response.headers
     h.setdefault("X-Content-Type-Options", "nosniff")
     h.setdefault("X-Frame-Options", "DENY")
     h.setdefault("Referrer-Policy", "same-origin")
-    if path != f"{API_PREFIX}/docs":
-        h.setdefault("Content-Security-Policy", _CSP)
+    h.setdefault("Content-Security-Policy", _CSP)
 
 
 def _body_limits(ctx: Context) -> Callable[[str], int | None]:
@@ -156,6 +161,12 @@ def core_router(ctx: Context) -> APIRouter:
         return Response(prometheus_text(collect(ctx.client), __version__),
                         media_type=PROMETHEUS_CONTENT_TYPE)
 
+    @router.get("/favicon.ico", include_in_schema=False)
+    def favicon() -> Response:
+        # browsers ask for it on their own; the same icon the pages link
+        return Response(FAVICON, media_type="image/svg+xml",
+                        headers={"Cache-Control": "public, max-age=86400"})
+
     return router
 
 
@@ -165,7 +176,7 @@ def create_app(ctx: Context, routers: Sequence[APIRouter] = ()) -> FastAPI:
         title="Skyline",
         version=__version__,
         openapi_url=f"{API_PREFIX}/openapi.json",
-        docs_url=f"{API_PREFIX}/docs",
+        docs_url=None,  # apidocs renders the reference itself, with nothing from a CDN
         redoc_url=None,
     )
     install_error_handlers(app)
@@ -177,6 +188,7 @@ def create_app(ctx: Context, routers: Sequence[APIRouter] = ()) -> FastAPI:
     app.add_middleware(BodyLimit, limit_for=_body_limits(ctx), error=_error, telemetry=tel)
     app.include_router(login.router(auth))
     app.state.auth = auth
+    app.state.user_timezone = ctx.settings.WEBAPP_USER_TIMEZONE  # templating.render
 
     @app.middleware("http")
     async def count_requests(request: Request, call_next: Any) -> Response:
@@ -191,14 +203,17 @@ def create_app(ctx: Context, routers: Sequence[APIRouter] = ()) -> FastAPI:
             tel.incr("responses_5xx")
         elif response.status_code >= 400:
             tel.incr("responses_4xx")
-        _protect(request.url.path, response)
+        _protect(response)
         return response
 
     app.include_router(core_router(ctx))
+    app.include_router(apidocs.router(app, API_PREFIX))
     # the pages and the read API: here, so that `skyline serve webapp` alone serves them
     app.mount("/static", CachedStatic(directory=STATIC), name="static")
     for own in (api.router(ctx), alerts_api.router(ctx), pages.router(ctx),
-                crucible_page.router(ctx), prometheus_api.router(ctx)):
+                crucible_page.router(ctx), prometheus_api.router(ctx),
+                luminosity_api.router(ctx), luminosity_pages.router(ctx),
+                ionosphere_api.router(ctx), ionosphere_pages.router(ctx)):
         app.include_router(own)
     for router in routers:
         app.include_router(router)

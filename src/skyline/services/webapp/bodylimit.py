@@ -8,8 +8,9 @@ then sees the client as gone, and its answer is replaced by the 413). Flux's rou
 their bodies within flux's own limits and count their own refusals, so they pass through.
 
 Whatever the answer, a body the app did not read is read and thrown away (up to DRAIN_BYTES,
-for at most DRAIN_SECONDS) before the answer is sent: closing a connection with unread data
-makes the kernel reset it, and the client would see a reset instead of the 413 or 401.
+for at most DRAIN_SECONDS) before the answer is ended: closing a connection with unread data
+makes the kernel reset it, and the client would see a reset instead of the 413 or 401. A 413
+for a body still arriving is sent before that drain, so the client can stop sending early.
 """
 
 from __future__ import annotations
@@ -112,12 +113,21 @@ class BodyLimit:
         client = scope.get("client")
         log.warning("refused a %s %s body over %d bytes from %s", scope["method"],
                     scope["path"], limit, f"{client[0]}:{client[1]}" if client else "?")
-        await self._drain(receive, body)
         response = self.error(Request(scope), 413,
                               f"the request body is over {limit} bytes")
-        if not body.complete:
-            response.headers["Connection"] = "close"
-        await response(scope, receive, send)
+        if body.complete:
+            await response(scope, receive, send)
+            return
+        # The answer goes out first, so a client that watches for it stops sending at once;
+        # the response is only ended after the drain, because the server closes the
+        # connection when it ends and unread data there would make the kernel reset it,
+        # dropping the 413 from the client's receive buffer.
+        response.headers["Connection"] = "close"
+        await send({"type": "http.response.start", "status": response.status_code,
+                    "headers": response.raw_headers})
+        await send({"type": "http.response.body", "body": response.body, "more_body": True})
+        await self._drain(receive, body)
+        await send({"type": "http.response.body", "body": b"", "more_body": False})
 
     async def _drain(self, receive: Receive, body: _Body) -> None:
         """Read and drop what is left of the body, within DRAIN_BYTES and DRAIN_SECONDS."""

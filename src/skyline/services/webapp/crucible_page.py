@@ -15,6 +15,7 @@ from starlette.datastructures import UploadFile as StarletteUpload
 
 from skyline.analysis.crucible import crucible_pipeline, examine, replay_series
 from skyline.analysis.series_text import check_series, parse_series
+from skyline.analysis.stages import StageContext
 from skyline.core.errors import InvalidInput, NotFound
 from skyline.core.types import FloatArray
 from skyline.runtime.context import Context
@@ -64,11 +65,15 @@ def router(ctx: Context) -> APIRouter:
         return page(request)
 
     def analyse(source: str, name: str, t: FloatArray, v: FloatArray, now: float | None,
-                algorithms: str, do_replay: bool) -> dict[str, Any]:
+                algorithms: str, do_replay: bool, stored: bool = False) -> dict[str, Any]:
         expiration = float(settings.EXPIRATION_TIME)
-        with crucible_pipeline(settings, algorithms or None) as pipeline:
+        # a metric of the hot store: the stages read it as they do live (Mirage: its long
+        # history); a file: the file is the history
+        context = StageContext(settings=settings, client=ctx.client) if stored else None
+        with crucible_pipeline(settings, algorithms or None, context=context) as pipeline:
             ex = examine(pipeline, name, t, v, now=now,
-                         detector="algorithms" if algorithms else None)
+                         detector="algorithms" if algorithms else None,
+                         history_from_series=not stored)
             rp = replay_series(pipeline, name, t, v, expiration=expiration) \
                 if do_replay else None
         if rp is not None:
@@ -121,7 +126,7 @@ def router(ctx: Context) -> APIRouter:
                     raise InvalidInput(f"{source}: {len(t)} points; replay takes at most "
                                        f"{MAX_REPLAY_POINTS} (use `skyline crucible --replay`)")
                 kw.update(await asyncio.to_thread(analyse, source, name, t, v, now, algorithms,
-                                                  do_replay))
+                                                  do_replay, not has_file))
             except (InvalidInput, NotFound) as e:
                 rejected.incr("crucible_rejected")
                 status = (413 if isinstance(e, UploadTooLarge)

@@ -6,8 +6,9 @@ from __future__ import annotations
 import bisect
 import re
 import statistics
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
+import numpy as np
 from sqlalchemy.engine import Engine
 
 from skyline.core.errors import InvalidInput, NotFound, PatternError, StoreUnavailable
@@ -17,6 +18,7 @@ from skyline.core.timeutil import parse_time
 from skyline.core.types import Series
 from skyline.runtime.context import Context
 from skyline.services.webapp.models import RunStatsOut
+from skyline.store import history as hist
 from skyline.store import keys
 from skyline.store.sql.queries import AnomalyQuery
 from skyline.store.sql.runs import RunStats
@@ -110,6 +112,46 @@ def read_series(ctx: Context, name: str, since: float | None, until: float | Non
     return series
 
 
+@dataclass
+class LongSeries:
+    """A metric's points over a range that may reach past its raw FULL_DURATION series: the
+    long history's bucket means (at `resolution`, each at its bucket's start) before
+    `downsampled_before`, the raw points from there on (docs/mirage.md)."""
+
+    timestamps: np.ndarray
+    values: np.ndarray
+    raw_points: int
+    resolution: int | None = None
+    downsampled_before: float | None = None
+
+
+def read_long_series(ctx: Context, name: str, since: float | None,
+                     until: float | None) -> LongSeries:
+    """read_series, preceded by the long history's buckets where `since` is older than the
+    raw series' first point (24 h / 7 d / 30 d charts and the API)."""
+    s = read_series(ctx, name, since, until)
+    out = LongSeries(s.timestamps, s.values, len(s.timestamps))
+    first = float(s.timestamps[0]) if len(s.timestamps) else until
+    if since is None or (first is not None and since >= first):
+        return out
+    raw = ctx.client.get(keys.history(name))
+    if not isinstance(raw, bytes):
+        return out
+    try:
+        b = hist.decode(raw)
+    except hist.CorruptHistory:
+        return out
+    end = first if first is not None else float("inf")
+    if until is not None:
+        end = min(end, until)
+    b = b.window(since, end)
+    if not len(b):
+        return out
+    return LongSeries(np.concatenate([b.timestamps, s.timestamps]),
+                      np.concatenate([b.mean, s.values]), len(s.timestamps),
+                      b.resolution, float(b.timestamps[-1] + b.resolution))
+
+
 def exact_pattern(metric: str) -> str:
     """A silence pattern that matches this one name and no other: the name itself unless it
     holds characters a glob would read as wildcards."""
@@ -140,6 +182,8 @@ class IngestRow:
     rejected_rate: float
     accepted_total: float
     rejected_total: float
+    #: rejected points by reason (totals), largest first: "325 rejected" alone says nothing
+    reasons: list[tuple[str, float]] = field(default_factory=list)
 
 
 def _split(counter: str, protocols: set[str]) -> tuple[str, str] | None:
@@ -166,6 +210,7 @@ def ingest_rates(ctx: Context, now: float, window: float) -> list[IngestRow]:
     protocols = {n.partition("_")[2] for n in counters if n.startswith(("accepted_", "received_"))}
     totals: dict[str, list[float]] = {}
     rates: dict[str, list[float]] = {}
+    reasons: dict[str, dict[str, float]] = {}
     names: list[str] = []
     for name, value in counters.items():
         split = _split(name, protocols)
@@ -174,6 +219,10 @@ def ingest_rates(ctx: Context, now: float, window: float) -> list[IngestRow]:
         what, protocol = split
         col = 0 if what == "accepted" else 1
         totals.setdefault(protocol, [0.0, 0.0])[col] += value
+        if what == "rejected" and value:
+            reason = name.removeprefix(f"rejected_{protocol}_") or "unknown"
+            by_reason = reasons.setdefault(protocol, {})
+            by_reason[reason] = by_reason.get(reason, 0.0) + value
         rates.setdefault(protocol, [0.0, 0.0])
         names.append(name)
     prefix = f"{ctx.settings.telemetry.series_prefix}.ingest."
@@ -182,5 +231,6 @@ def ingest_rates(ctx: Context, now: float, window: float) -> list[IngestRow]:
         split = _split(name, protocols)
         assert split is not None
         rates[split[1]][0 if split[0] == "accepted" else 1] += float(s.values.sum()) / window
-    return [IngestRow(p, rates[p][0], rates[p][1], totals[p][0], totals[p][1])
+    return [IngestRow(p, rates[p][0], rates[p][1], totals[p][0], totals[p][1],
+                      sorted(reasons.get(p, {}).items(), key=lambda kv: -kv[1]))
             for p in sorted(totals)]

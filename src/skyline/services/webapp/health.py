@@ -12,20 +12,41 @@ from skyline.runtime.context import Context
 from skyline.store import keys
 from skyline.store.redis_client import CONNECTION_ERRORS
 
+# a component instance whose heartbeat stopped is shown as stopped for this long, then
+# forgotten (an instance that was moved or retired does not haunt the page for ever)
+FORGET_STOPPED = 86400.0
+
+
+def _text(b: bytes | str) -> str:
+    return b if isinstance(b, str) else b.decode()
+
 
 def heartbeats(ctx: Context) -> dict[str, Any]:
+    """component.instance -> its heartbeat with age_seconds; an instance whose heartbeat
+    expired (it stopped or died) within FORGET_STOPPED is listed with `stopped: true` and
+    the age of its last beat. One HGETALL and one MGET, never a SCAN over the keyspace."""
     out: dict[str, Any] = {}
-    prefix = keys.heartbeat("")
-    names = sorted(k.decode() if isinstance(k, bytes) else k
-                   for k in ctx.client.scan_iter(match=prefix + "*", count=1000))
-    values = ctx.client.mget(names) if names else []
+    seen = {_text(k): v for k, v in ctx.client.hgetall(keys.HEARTBEATS_SEEN).items()}
+    names = sorted(seen)
+    values = ctx.client.mget([keys.heartbeat(n) for n in names]) if names else []
     now = time.time()
+    forget = []
     for name, raw in zip(names, values, strict=True):
-        if raw is None:
+        if raw is not None:
+            beat = json.loads(raw)
+            beat["age_seconds"] = round(now - float(beat.get("time", now)), 1)
+            out[name] = beat
             continue
-        beat = json.loads(raw)
-        beat["age_seconds"] = round(now - float(beat.get("time", now)), 1)
-        out[name[len(prefix):]] = beat
+        try:
+            last = float(seen[name])
+        except ValueError:
+            last = 0.0
+        if now - last > FORGET_STOPPED:
+            forget.append(name)
+        else:
+            out[name] = {"time": last, "age_seconds": round(now - last, 1), "stopped": True}
+    if forget:
+        ctx.client.hdel(keys.HEARTBEATS_SEEN, *forget)
     return out
 
 
@@ -72,6 +93,7 @@ def public(result: dict[str, Any]) -> dict[str, Any]:
         seen = components.get(component)
         if seen is None or (age is not None and (seen["age_seconds"] is None
                                                  or age < seen["age_seconds"])):
-            components[component] = {"age_seconds": age}
+            components[component] = ({"age_seconds": age, "stopped": True}
+                                     if beat.get("stopped") else {"age_seconds": age})
     out["components"] = components
     return out

@@ -81,6 +81,12 @@ class SeriesOut(BaseModel):
     points: int
     timestamps: list[float]
     values: list[float | None] = Field(description="null where a value is not finite")
+    resolution: int | None = Field(
+        None, description="seconds per bucket of the long history's points, when the range "
+        "reaches past the raw series (docs/mirage.md)")
+    downsampled_before: float | None = Field(
+        None, description="points before this time are the long history's bucket means "
+        "(one per `resolution` seconds, at the bucket's start); null: every point is raw")
 
 
 class MetricsOut(BaseModel):
@@ -131,3 +137,63 @@ def finite(x: float | None) -> float | None:
 
 def finite_list(xs: Iterable[float]) -> list[float | None]:
     return [x if math.isfinite(x) else None for x in xs]
+
+
+class AckOut(BaseModel):
+    who: str
+    at: float = Field(description="Unix seconds")
+    note: str
+
+
+class SilenceRefOut(BaseModel):
+    id: int
+    pattern: str
+    until: float
+    who: str
+    reason: str
+
+
+class IncidentOut(BaseModel):
+    metric: str
+    namespace: str = Field(description="the group it is shown in: the name without its "
+                           "last element")
+    since: float = Field(description="when the incident opened")
+    duration: float = Field(description="seconds open")
+    last_event: float
+    value: float | None = Field(description="the value judged at the last event (a "
+                                "counter's rate)")
+    band_low: float | None = Field(description="what the detector expected (low)")
+    band_high: float | None
+    score: float
+    source: str
+    event: str = Field(description="id of the last anomalous event")
+    silence: SilenceRefOut | None
+    ack: AckOut | None
+
+
+class StaleSourceOut(BaseModel):
+    source: str = Field(description="the first two elements of the metrics' names")
+    stale: int = Field(description="metrics with no point for STALE_PERIOD seconds")
+    total: int
+    stopped: bool = Field(description="every metric of the source is stale")
+    last_seen: float
+    names: list[str] = Field(description="some of the stale metrics")
+
+
+class NowOut(BaseModel):
+    time: float
+    status: Literal["ok", "incidents", "degraded"] = Field(
+        description="degraded: a store is down or a component late or stopped; incidents: an incident "
+        "is open or a source stopped sending")
+    reasons: list[str]
+    incidents: list[IncidentOut] = Field(description="grouped by namespace, loud first")
+    stale: list[StaleSourceOut]
+    late_components: dict[str, float] = Field(description="component -> heartbeat age, s")
+    stopped_components: dict[str, float] = Field(
+        description="component.instance whose heartbeat expired (stopped or dead, listed for "
+        "a day) -> seconds since its last heartbeat")
+
+
+class AckIn(BaseModel):
+    metric: str = Field(min_length=1, max_length=4096)
+    note: str = Field("", max_length=500)

@@ -16,6 +16,7 @@ from fastapi.responses import HTMLResponse
 from markupsafe import Markup
 
 from skyline import __version__
+from skyline.core.numbers import si
 from skyline.core.timeutil import iso
 
 HERE = Path(__file__).parent
@@ -26,6 +27,15 @@ UPLOT_VERSION = (STATIC / "vendor" / "uplot" / "VERSION").read_text().strip()
 
 def _iso(ts: float | None) -> str:
     return "" if ts is None or not math.isfinite(ts) else iso(ts)
+
+
+def _when(ts: float | None) -> Markup:
+    """A time as the pages show it: ISO 8601 in UTC inside <time>, which static/format.js
+    rewrites into the browser's zone when the person chose local time."""
+    text = _iso(ts)
+    if not text:
+        return Markup("")
+    return Markup('<time datetime="{0}">{0}</time>').format(text)
 
 
 def _ago(ts: float | None) -> str:
@@ -42,6 +52,20 @@ def _num(x: float | None, digits: int = 6) -> str:
     if x is None:
         return "-"
     return f"{x:.{digits}g}"
+
+
+def duration(seconds: float | None) -> str:
+    """'45s', '12m', '3h 05m', '2d 4h': how long an incident has been open."""
+    if seconds is None or not math.isfinite(seconds):
+        return ""
+    s = int(max(0.0, seconds))
+    if s < 60:
+        return f"{s}s"
+    if s < 3600:
+        return f"{s // 60}m"
+    if s < 86400:
+        return f"{s // 3600}h {s % 3600 // 60:02d}m"
+    return f"{s // 86400}d {s % 86400 // 3600}h"
 
 
 def _path(name: str) -> str:
@@ -70,8 +94,14 @@ ENV = jinja2.Environment(
     trim_blocks=True,
     lstrip_blocks=True,
 )
-ENV.filters.update(iso=_iso, ago=_ago, num=_num, path=_path, query=_query,
-                   json_script=_json_script)
+def _bursts(items: list[Any]) -> list[Any]:
+    from skyline.services.webapp.oncall import bursts
+
+    return bursts(items)
+
+
+ENV.filters.update(bursts=_bursts, iso=_iso, when=_when, ago=_ago, num=_num, path=_path, query=_query,
+                   json_script=_json_script, si=si, duration=duration)
 ENV.globals.update(version=__version__, uplot_version=UPLOT_VERSION)
 
 
@@ -86,6 +116,7 @@ def render(request: Request, template: str, status: int = 200, **context: Any) -
     context.setdefault("error", "")
     page = ENV.get_template(template).render(
         request=request, path=request.url.path, csrf_token=csrf_token(request),
+        user_timezone=bool(getattr(request.app.state, "user_timezone", False)),
         user=getattr(request.state, "user", None), **context)
     return HTMLResponse(page, status_code=status,
                         headers={"Cache-Control": "no-store",

@@ -61,6 +61,18 @@ def add_silence(conn: Conn, pattern: str, expires: float, reason: str = "", who:
         raise InvalidInput(f"reason is longer than {MAX_REASON} characters")
     who = who[:255]
     with _tx(conn) as c:
+        # the same pattern silenced twice is one silence: the later end and the newer reason
+        # win, so the list never holds duplicates to end one by one
+        same = c.execute(sa.select(silences).where(
+            silences.c.pattern == pattern, silences.c.expires > t).order_by(silences.c.id)
+        ).first()
+        if same is not None:
+            old = _silence(same)
+            merged = Silence(old.id, pattern, old.created, max(old.expires, float(expires)),
+                             reason or old.reason, who or old.who)
+            c.execute(sa.update(silences).where(silences.c.id == old.id).values(
+                expires=merged.expires, reason=merged.reason, who=merged.who))
+            return merged
         res = c.execute(sa.insert(silences).values(
             pattern=pattern, created=t, expires=float(expires), reason=reason, who=who))
         pk = res.inserted_primary_key
@@ -78,6 +90,19 @@ def list_silences(conn: Conn, *, include_expired: bool = False,
         return [_silence(r) for r in c.execute(stmt)]
 
 
+def end_silence(conn: Conn, silence_id: int, now: float | None = None) -> Silence:
+    """End a silence now (it stays listed among the expired ones); NotFound when unknown or
+    already over."""
+    t = time.time() if now is None else now
+    with _tx(conn) as c:
+        row = c.execute(sa.select(silences).where(silences.c.id == silence_id)).first()
+        if row is None or float(row.expires) <= t:
+            raise NotFound(f"silence {silence_id} not found or already ended")
+        c.execute(sa.update(silences).where(silences.c.id == silence_id).values(expires=t))
+        old = _silence(row)
+        return Silence(old.id, old.pattern, old.created, t, old.reason, old.who)
+
+
 def remove_silence(conn: Conn, silence_id: int) -> None:
     with _tx(conn) as c:
         if c.execute(sa.delete(silences).where(silences.c.id == silence_id)).rowcount != 1:
@@ -90,7 +115,7 @@ class Delivery:
     id: int
     event_id: str
     channel: str
-    kind: str  # alert | resolve | test
+    kind: str  # alert | update (an incident's alert, grown) | resolve | test
     metric: str
     payload: dict[str, Any]
     created: float
@@ -110,12 +135,15 @@ _UNIQUE = ("event_id", "channel", "kind")
 
 
 def enqueue(conn: Conn, *, event_id: str, channel: str, kind: str, metric: str,
-            payload: dict[str, Any], now: float | None = None) -> bool:
-    """Queue one delivery; False when the same (event, channel, kind) is already queued,
-    as happens when the stream hands an event over twice."""
+            payload: dict[str, Any], now: float | None = None, due: float | None = None
+            ) -> bool:
+    """Queue one delivery (sent from `due`, default at once); False when the same (event,
+    channel, kind) is already queued, as happens when the stream hands an event over
+    twice."""
     t = time.time() if now is None else now
     values = {"event_id": event_id, "channel": channel, "kind": kind, "metric": metric,
-              "payload": payload, "created": t, "next_attempt": t, "attempts": 0,
+              "payload": payload, "created": t, "next_attempt": t if due is None else due,
+              "attempts": 0,
               "status": "pending", "claimed_until": 0.0, "last_error": ""}
     with _tx(conn) as c:
         return _insert_ignore(c, values)
@@ -218,16 +246,29 @@ def record_attempt(conn: Conn, d: Delivery, *, ok: bool, error: str = "",
     return record_attempts(conn, [Attempt(d, ok, error, duration, retry_at)], now)[0]
 
 
-def expire(conn: Conn, d: Delivery, now: float | None = None) -> None:
+def expire(conn: Conn, d: Delivery, now: float | None = None,
+           reason: str = "given up: older than alerters.max_age") -> None:
     """Give up a delivery that was never attempted in time (its channel was down or
-    disabled for longer than alerters.max_age)."""
+    disabled for longer than alerters.max_age), or no longer needed (an incident's update
+    that came due after the incident closed)."""
     t = time.time() if now is None else now
     with _tx(conn) as c:
         c.execute(sa.update(alert_deliveries).where(alert_deliveries.c.id == d.id)
                   .values(status="expired", claimed_until=0.0))
         _log(c, delivery_id=d.id, event_id=d.event_id, channel=d.channel, kind=d.kind,
              metric=d.metric, attempt=d.attempts, status="expired",
-             error="given up: older than alerters.max_age", duration=0.0, now=t)
+             error=reason, duration=0.0, now=t)
+
+
+def log_direct(conn: Conn, *, event_id: str, channel: str, kind: str, metric: str,
+               attempt: int, ok: bool, error: str = "", duration: float = 0.0,
+               now: float | None = None) -> None:
+    """A send made outside the queue (Thunder's own alerts): logged as sent or error."""
+    t = time.time() if now is None else now
+    with _tx(conn) as c:
+        _log(c, delivery_id=None, event_id=event_id, channel=channel, kind=kind, metric=metric,
+             attempt=attempt, status="sent" if ok else "error", error=error,
+             duration=duration, now=t)
 
 
 def log_not_sent(conn: Conn, *, event_id: str, channel: str, kind: str, metric: str,
@@ -257,6 +298,21 @@ def deliveries(conn: Conn, *, event_id: str | None = None,
         stmt = stmt.where(alert_deliveries.c.channel == channel)
     with _tx(conn) as c:
         return [_delivery(r) for r in c.execute(stmt)]
+
+
+def failing(conn: Conn) -> dict[str, tuple[int, str]]:
+    """Per channel: alerts waiting for a retry after a failed attempt, and the newest error
+    among them (what Thunder's alerters.delivery check watches)."""
+    d = alert_deliveries.c
+    stmt = (sa.select(d.channel, sa.func.count(), sa.func.max(d.id))
+            .where(d.status == "pending", d.attempts > 0).group_by(d.channel))
+    with _tx(conn) as c:
+        rows = [(r[0], int(r[1]), int(r[2])) for r in c.execute(stmt)]
+        out: dict[str, tuple[int, str]] = {}
+        for channel, n, newest in rows:
+            error = c.execute(sa.select(d.last_error).where(d.id == newest)).scalar()
+            out[channel] = (n, str(error or ""))
+    return out
 
 
 def alert_log_rows(conn: Conn, *, channel: str | None = None, event_id: str | None = None,

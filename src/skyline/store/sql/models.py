@@ -181,7 +181,7 @@ class AlertDelivery(Base):
     id: Mapped[int] = mapped_column(ALERT_ID, primary_key=True, autoincrement=True)
     event_id: Mapped[str] = mapped_column(EVENT_ID)
     channel: Mapped[str] = mapped_column(sa.String(32))
-    kind: Mapped[str] = mapped_column(sa.String(16))  # alert | resolve | test
+    kind: Mapped[str] = mapped_column(sa.String(16))  # alert | update | resolve | test
     metric: Mapped[str] = mapped_column(sa.Text)
     payload: Mapped[dict[str, Any]] = mapped_column(sa.JSON)
     created: Mapped[float] = mapped_column(sa.Double)
@@ -284,3 +284,178 @@ class LoginSession(Base):
 users = metadata.tables["users"]
 api_tokens = metadata.tables["api_tokens"]
 sessions = metadata.tables["sessions"]
+
+
+# luminosity ----------------------------------------------------------------------------------
+# MySQL compares strings case-insensitively by default; incident ids are exact everywhere
+INCIDENT_ID = sa.String(32).with_variant(
+    mysql.VARCHAR(32, collation="utf8mb4_bin"), "mysql", "mariadb"
+)
+
+
+class LuminosityCorrelation(Base):
+    """A metric that moved with an anomaly (upstream's `luminosity` table): Pearson's
+    coefficient at lag 0, the best coefficient over the lags and that lag (seconds; > 0: the
+    metric moved after the anomalous one), how far it moved from its own baseline (robust
+    z), the ranking score and rank, and whether it had an anomaly of its own near the time."""
+
+    __tablename__ = "luminosity_correlations"
+    __table_args__ = (
+        sa.Index("ix_luminosity_correlations_metric_id_timestamp", "metric_id", "timestamp"),
+        sa.Index("ix_luminosity_correlations_created", "created"),
+        MYSQL_TABLE_ARGS,
+    )
+
+    event_id: Mapped[str] = mapped_column(EVENT_ID, primary_key=True)  # the anomaly's
+    metric_id: Mapped[int] = mapped_column(sa.ForeignKey("metrics.id"), primary_key=True)
+    timestamp: Mapped[float] = mapped_column(sa.Double)  # the anomaly's
+    rank: Mapped[int] = mapped_column(sa.Integer)
+    coefficient: Mapped[float] = mapped_column(sa.Double)
+    shifted_coefficient: Mapped[float] = mapped_column(sa.Double)
+    shift_seconds: Mapped[float] = mapped_column(sa.Double)
+    change: Mapped[float] = mapped_column(sa.Double)
+    score: Mapped[float] = mapped_column(sa.Double)
+    anomalous: Mapped[bool] = mapped_column(sa.Boolean)
+    created: Mapped[float] = mapped_column(sa.Double)
+
+
+class Incident(Base):
+    """An incident: one or more metrics' incidents that began close together and are related;
+    its origin is the earliest member. Open until every member has ended."""
+
+    __tablename__ = "incidents"
+    __table_args__ = (
+        sa.CheckConstraint("status IN ('open', 'closed')", name="status"),
+        sa.Index("ix_incidents_status_started", "status", "started"),
+        sa.Index("ix_incidents_started", "started"),
+        MYSQL_TABLE_ARGS,
+    )
+
+    id: Mapped[str] = mapped_column(INCIDENT_ID, primary_key=True)
+    origin_metric_id: Mapped[int] = mapped_column(sa.ForeignKey("metrics.id"))
+    origin_event_id: Mapped[str] = mapped_column(EVENT_ID)
+    started: Mapped[float] = mapped_column(sa.Double)
+    last_joined: Mapped[float] = mapped_column(sa.Double)  # the newest member's start
+    ended: Mapped[float | None] = mapped_column(sa.Double, nullable=True)
+    status: Mapped[str] = mapped_column(sa.String(16))
+    members: Mapped[int] = mapped_column(sa.Integer)
+    open_members: Mapped[int] = mapped_column(sa.Integer)
+    updated: Mapped[float] = mapped_column(sa.Double)
+
+
+class IncidentMember(Base):
+    """One metric's incident inside an incident: when it began, when it ended (recovered or
+    new level; NULL while open), and why it was grouped (origin, correlated, prefix, map)."""
+
+    __tablename__ = "incident_members"
+    __table_args__ = (
+        sa.Index("ix_incident_members_metric_id_ended", "metric_id", "ended"),
+        sa.Index("ix_incident_members_event_id", "event_id"),
+        MYSQL_TABLE_ARGS,
+    )
+
+    incident_id: Mapped[str] = mapped_column(INCIDENT_ID, sa.ForeignKey("incidents.id"),
+                                             primary_key=True)
+    metric_id: Mapped[int] = mapped_column(sa.ForeignKey("metrics.id"), primary_key=True)
+    event_id: Mapped[str] = mapped_column(EVENT_ID)
+    since: Mapped[float] = mapped_column(sa.Double)
+    joined: Mapped[float] = mapped_column(sa.Double)
+    ended: Mapped[float | None] = mapped_column(sa.Double, nullable=True)
+    relation: Mapped[str] = mapped_column(sa.String(16))
+    coefficient: Mapped[float | None] = mapped_column(sa.Double, nullable=True)
+    shift_seconds: Mapped[float | None] = mapped_column(sa.Double, nullable=True)
+
+
+luminosity_correlations = metadata.tables["luminosity_correlations"]
+incidents = metadata.tables["incidents"]
+incident_members = metadata.tables["incident_members"]
+
+
+# ionosphere ----------------------------------------------------------------------------------
+IONOSPHERE_LABELS = "label IN ('not_anomalous', 'anomalous')"
+
+
+class IonosphereProfile(Base):
+    """A stretch of a metric's series an operator labelled (not_anomalous / anomalous), on a
+    regular grid (start, resolution, points) compressed in `series`; taught from the anomaly
+    `event_id` at `anchor`. parent_id: the profile it was learnt from (NULL: taught)."""
+
+    __tablename__ = "ionosphere_profiles"
+    __table_args__ = (
+        sa.CheckConstraint(IONOSPHERE_LABELS, name="label"),
+        sa.Index("ix_ionosphere_profiles_metric_id_enabled", "metric_id", "enabled"),
+        sa.Index("ix_ionosphere_profiles_event_id", "event_id"),
+        MYSQL_TABLE_ARGS,
+    )
+
+    id: Mapped[int] = mapped_column(sa.Integer, primary_key=True, autoincrement=True)
+    metric_id: Mapped[int] = mapped_column(sa.ForeignKey("metrics.id"))
+    label: Mapped[str] = mapped_column(sa.String(16))
+    event_id: Mapped[str | None] = mapped_column(EVENT_ID, nullable=True)
+    anchor: Mapped[float] = mapped_column(sa.Double)
+    start: Mapped[float] = mapped_column(sa.Double)
+    resolution: Mapped[float] = mapped_column(sa.Double)
+    points: Mapped[int] = mapped_column(sa.Integer)
+    series: Mapped[bytes] = mapped_column(WINDOW)
+    features: Mapped[dict[str, float]] = mapped_column(sa.JSON)
+    features_version: Mapped[int] = mapped_column(sa.Integer)
+    who: Mapped[str] = mapped_column(sa.String(255))
+    note: Mapped[str] = mapped_column(sa.Text)
+    created: Mapped[float] = mapped_column(sa.Double)
+    enabled: Mapped[bool] = mapped_column(sa.Boolean)
+    validated: Mapped[bool] = mapped_column(sa.Boolean)
+    matched_count: Mapped[int] = mapped_column(sa.Integer)
+    last_matched: Mapped[float | None] = mapped_column(sa.Double, nullable=True)
+    parent_id: Mapped[int | None] = mapped_column(sa.Integer, nullable=True)
+    disabled_reason: Mapped[str] = mapped_column(sa.Text)
+
+
+class IonosphereFeedback(Base):
+    """An operator's word on an anomaly: not anomalous, or a real anomaly."""
+
+    __tablename__ = "ionosphere_feedback"
+    __table_args__ = (
+        sa.CheckConstraint(IONOSPHERE_LABELS, name="label"),
+        sa.Index("ix_ionosphere_feedback_event_id", "event_id"),
+        MYSQL_TABLE_ARGS,
+    )
+
+    id: Mapped[int] = mapped_column(sa.Integer, primary_key=True, autoincrement=True)
+    event_id: Mapped[str] = mapped_column(EVENT_ID)
+    metric_id: Mapped[int] = mapped_column(sa.ForeignKey("metrics.id"))
+    label: Mapped[str] = mapped_column(sa.String(16))
+    who: Mapped[str] = mapped_column(sa.String(255))
+    note: Mapped[str] = mapped_column(sa.Text)
+    created: Mapped[float] = mapped_column(sa.Double)
+    profile_id: Mapped[int | None] = mapped_column(sa.Integer, nullable=True)
+
+
+class IonosphereMatch(Base):
+    """A candidate (event_id) matched a profile: applied (the veto was in force) or shadow;
+    validated NULL until an operator reviews it (False: a wrong match)."""
+
+    __tablename__ = "ionosphere_matches"
+    __table_args__ = (
+        sa.UniqueConstraint("event_id", "profile_id"),
+        sa.Index("ix_ionosphere_matches_profile_id_timestamp", "profile_id", "timestamp"),
+        sa.Index("ix_ionosphere_matches_metric_id_timestamp", "metric_id", "timestamp"),
+        MYSQL_TABLE_ARGS,
+    )
+
+    id: Mapped[int] = mapped_column(sa.Integer, primary_key=True, autoincrement=True)
+    profile_id: Mapped[int] = mapped_column(sa.ForeignKey("ionosphere_profiles.id"))
+    metric_id: Mapped[int] = mapped_column(sa.ForeignKey("metrics.id"))
+    event_id: Mapped[str] = mapped_column(EVENT_ID)
+    timestamp: Mapped[float] = mapped_column(sa.Double)
+    method: Mapped[str] = mapped_column(sa.String(16))
+    similarity: Mapped[float] = mapped_column(sa.Double)
+    figures: Mapped[dict[str, float]] = mapped_column(sa.JSON)
+    applied: Mapped[bool] = mapped_column(sa.Boolean)
+    created: Mapped[float] = mapped_column(sa.Double)
+    validated: Mapped[bool | None] = mapped_column(sa.Boolean, nullable=True)
+    reviewed_by: Mapped[str] = mapped_column(sa.String(255))
+
+
+ionosphere_profiles = metadata.tables["ionosphere_profiles"]
+ionosphere_feedback = metadata.tables["ionosphere_feedback"]
+ionosphere_matches = metadata.tables["ionosphere_matches"]

@@ -1,0 +1,350 @@
+"""Reading and appending series on a Redis Cluster, grouped by owning master (issue 21, first
+slice: the store's fast paths; the product still refuses a cluster at start, see
+redis_client.refuse_cluster).
+
+Every metric's keys share a hash tag (store/keys.py), so a metric lives on one master. A
+`ClusterStore` learns which master serves which slot (CLUSTER SLOTS, from any node it can
+reach), splits each read or append of many metrics by master, and sends each master's share
+over one plain connection with the single-node fast paths: the flat reader (one pipelined
+GET or GETRANGE per metric, copied straight into one buffer) and the raw pipelined APPENDs.
+The shares come back in the caller's order, as one Flat, exactly as a single node gives it.
+
+A master that answers MOVED or ASK (slots moved), or that cannot be reached (killed, failing
+over), makes the store re-learn the slot map and do the work again, up to `attempts` times
+with `retry_wait` between: after a failover the promoted replica is found and used. A read
+is never partial: it succeeds whole or raises.
+
+The metric index is split the same way (`index`, `names`): 1,024 sets
+(keys.metric_index_shard), each hash-tagged into its own range of 16 slots, so each lists the
+metrics of the master that holds it and no node holds the whole index. Appends are at least once: a share whose
+replies were lost with its connection is sent again (the hot store keeps one point per
+timestamp when it reads, so a repeated point is harmless).
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import time
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import redis
+from redis.crc import key_slot
+
+from skyline.core.errors import ClusterUnsupported, StoreUnavailable
+from skyline.store import keys
+from skyline.store.flatread import Flat, FlatReader, FlatStats
+from skyline.store.hotstore import _raw_appends
+from skyline.store.series import POINT_DTYPE, POINT_SIZE
+
+log = logging.getLogger(__name__)
+
+SLOTS = 16384
+_RETRYABLE = (ClusterUnsupported, redis.ConnectionError, redis.TimeoutError, OSError)
+
+
+@dataclass(frozen=True)
+class Node:
+    host: str
+    port: int
+
+    def __str__(self) -> str:
+        return f"{self.host}:{self.port}"
+
+
+class Topology:
+    """Which master serves each of the 16,384 slots."""
+
+    def __init__(self, masters: list[Node], owner: np.ndarray):
+        self.masters = masters
+        self.owner = owner  # int16 per slot: index into masters, -1 when unserved
+
+    @classmethod
+    def from_slots(cls, reply: Sequence[Any]) -> Topology:
+        masters: list[Node] = []
+        owner = np.full(SLOTS, -1, dtype=np.int16)
+        for entry in reply:
+            lo, hi, master = int(entry[0]), int(entry[1]), entry[2]
+            host = master[0].decode() if isinstance(master[0], bytes) else str(master[0])
+            node = Node(host or "127.0.0.1", int(master[1]))
+            if node not in masters:
+                masters.append(node)
+            owner[lo:hi + 1] = masters.index(node)
+        return cls(masters, owner)
+
+    def slots_of(self, names: Sequence[str], key_of: Callable[[str], str]) -> np.ndarray:
+        return np.fromiter((key_slot(key_of(n).encode()) for n in names), dtype=np.int32,
+                           count=len(names))
+
+    def masters_of(self, names: Sequence[str], key_of: Callable[[str], str] = keys.series
+                   ) -> np.ndarray:
+        """The index of the master that owns each name's key (its hash tag's slot)."""
+        return self.owner[self.slots_of(names, key_of)]
+
+
+def _slot(key: str) -> int:
+    return int(key_slot(key.encode()))
+
+
+@functools.cache
+def _index_keys() -> tuple[str, ...]:
+    return tuple(keys.metric_index_shard(s) for s in range(0, SLOTS, SLOTS // keys.INDEX_SHARDS))
+
+
+def _as_retryable(err: Exception, node: Node) -> Exception:
+    """A MOVED/ASK reply as the error the store retries on; any other error as it is."""
+    text = str(err)
+    if text.startswith(("MOVED", "ASK")):
+        return ClusterUnsupported(str(node), text[:60])
+    return err
+
+
+def is_cluster(client: redis.Redis) -> bool:
+    try:
+        info = client.info("cluster")
+    except redis.ResponseError:
+        return False
+    return bool(int(info.get("cluster_enabled", 0) or 0))
+
+
+class ClusterStore:
+    """The hot store's bulk reads and appends over a cluster; `seeds` are any nodes' (host,
+    port). `connect(node)` makes a plain client for one node (default: redis.Redis with
+    `timeout`)."""
+
+    def __init__(self, seeds: Sequence[tuple[str, int]], *, timeout: float = 10.0,
+                 batch: int = 1000, attempts: int = 20, retry_wait: float = 0.5,
+                 connect: Callable[[Node], redis.Redis] | None = None):
+        self.seeds = [Node(h, int(p)) for h, p in seeds]
+        self.batch = batch
+        self.attempts = attempts
+        self.retry_wait = retry_wait
+        self._connect = connect or (lambda n: redis.Redis(
+            host=n.host, port=n.port, socket_timeout=timeout, socket_connect_timeout=timeout))
+        self._clients: dict[Node, redis.Redis] = {}
+        self._readers: dict[Node, FlatReader] = {}
+        self.topology: Topology | None = None
+        self.refreshes = 0
+        self.retries = 0
+        self._out = np.empty(0, dtype=np.uint8)
+        self._pool = ThreadPoolExecutor(max_workers=16, thread_name_prefix="skyline-cluster")
+
+    # topology --------------------------------------------------------------------------------
+    def client(self, node: Node) -> redis.Redis:
+        c = self._clients.get(node)
+        if c is None:
+            c = self._clients[node] = self._connect(node)
+        return c
+
+    def refresh(self) -> Topology:
+        """Learn the slot map from the first node that answers (known masters first, then the
+        seeds)."""
+        known = self.topology.masters if self.topology is not None else []
+        last: Exception | None = None
+        for node in [*known, *[s for s in self.seeds if s not in known]]:
+            try:
+                reply = self.client(node).execute_command("CLUSTER", "SLOTS")
+            except (redis.ConnectionError, redis.TimeoutError, OSError) as e:
+                last = e
+                self._drop(node)
+                continue
+            topo = Topology.from_slots(reply)
+            for gone in set(self._clients) - set(topo.masters) - set(self.seeds):
+                self._drop(gone)
+            self.topology = topo
+            self.refreshes += 1
+            return topo
+        raise StoreUnavailable("Redis Cluster", ", ".join(map(str, self.seeds)),
+                               f"no node answers CLUSTER SLOTS: {last}")
+
+    def _drop(self, node: Node) -> None:
+        c = self._clients.pop(node, None)
+        self._readers.pop(node, None)
+        if c is not None:
+            c.close()
+
+    def _topology(self) -> Topology:
+        return self.topology if self.topology is not None else self.refresh()
+
+    def _retrying(self, what: str, work: Callable[[Topology], Any]) -> Any:
+        last: Exception | None = None
+        for attempt in range(self.attempts):
+            topo = self._topology() if attempt == 0 else self.refresh()
+            try:
+                if (topo.owner < 0).any():
+                    raise ClusterUnsupported(", ".join(map(str, topo.masters)),
+                                             "some slots are served by no master")
+                return work(topo)
+            except _RETRYABLE as e:
+                last = e
+                self.retries += 1
+                if attempt == 0:
+                    log.warning("redis cluster: %s: %s; re-learning the slot map and retrying",
+                                what, e)
+                time.sleep(self.retry_wait)
+        raise StoreUnavailable("Redis Cluster", ", ".join(map(str, self.seeds)),
+                               f"{what} failed {self.attempts} times: {last}")
+
+    # reads -----------------------------------------------------------------------------------
+    def read(self, names: Sequence[str], *, tail: int | None = None,
+             key_of: Callable[[str], str] = keys.series) -> Flat:
+        """Every named series in order, as FlatReader.read gives it from one node; each
+        master's share read over its own connection. The points are a view into this store's
+        buffer: valid until its next read."""
+        return self._retrying("read", lambda topo: self._read(topo, names, tail, key_of))
+
+    def _read(self, topo: Topology, names: Sequence[str], tail: int | None,
+              key_of: Callable[[str], str]) -> Flat:
+        owner = topo.masters_of(names, key_of)
+        counts = np.zeros(len(names), dtype=np.int64)
+        stats = FlatStats()
+        jobs = []
+        for m, node in enumerate(topo.masters):
+            mine = np.flatnonzero(owner == m)
+            if not len(mine):
+                continue
+            reader = self._readers.get(node)
+            if reader is None:
+                reader = self._readers[node] = FlatReader(self.client(node), batch=self.batch,
+                                                          initial_bytes=16 << 20)
+            jobs.append((mine, reader, [names[i] for i in mine.tolist()]))
+        # the masters answer at once, each share on its own connection and thread (the
+        # waits overlap; each result is a view into its node's reader, valid until its next
+        # read)
+        futures = [self._pool.submit(r.read, share, tail=tail, key_of=key_of)
+                   for _mine, r, share in jobs]
+        shares: list[tuple[np.ndarray, Flat]] = []
+        error: BaseException | None = None
+        for (mine, _r, _share), fut in zip(jobs, futures, strict=True):
+            try:
+                flat = fut.result()
+            except BaseException as e:  # noqa: BLE001 - every share is waited for first
+                error = error or e
+                continue
+            counts[mine] = flat.counts
+            shares.append((mine, flat))
+            stats.missing += flat.stats.missing
+            stats.wrong_type += flat.stats.wrong_type
+            stats.corrupt += flat.stats.corrupt
+        if error is not None:
+            raise error
+        # each share's series copied to where the caller's order puts them: one memcpy per
+        # series (no index per point), into a buffer kept from one read to the next
+        total = int(counts.sum()) * POINT_SIZE
+        if len(self._out) < total:
+            self._out = np.empty(max(total, 2 * len(self._out)), dtype=np.uint8)
+        out = self._out.data  # a memoryview of the buffer
+        out_start = (np.r_[0, np.cumsum(counts)[:-1]] * POINT_SIZE).tolist()
+        for mine, flat in shares:
+            src = flat.points.view(np.uint8).data
+            sizes = (flat.counts * POINT_SIZE).tolist()
+            pos = 0
+            for i, size in zip(mine.tolist(), sizes, strict=True):
+                if size:
+                    o = out_start[i]
+                    out[o:o + size] = src[pos:pos + size]
+                    pos += size
+        return Flat(self._out[:total].view(POINT_DTYPE), counts, stats)
+
+    # appends ---------------------------------------------------------------------------------
+    def append(self, names: Sequence[str], payloads: Sequence[bytes],
+               key_of: Callable[[str], str] = keys.series) -> int:
+        """APPEND payloads[i] to key_of(names[i]) for every i, each master's share in pipelined
+        batches over its own connection; returns how many were stored. A share that met MOVED
+        or lost its connection is sent again once the slot map is re-learnt."""
+        todo = np.arange(len(names))
+        stored = 0
+
+        def work(topo: Topology) -> int:
+            nonlocal todo, stored
+            owner = topo.masters_of([names[i] for i in todo.tolist()], key_of)
+            failed: list[np.ndarray] = []
+            error: Exception | None = None
+            for m, node in enumerate(topo.masters):
+                mine = todo[owner == m]
+                for lo in range(0, len(mine), self.batch):
+                    chunk = mine[lo:lo + self.batch]
+                    try:
+                        replies = self._append_chunk(node, chunk, names, payloads, key_of)
+                    except _RETRYABLE as e:
+                        failed.append(mine[lo:])
+                        error = e
+                        break
+                    bad = np.array([isinstance(r, Exception) for r in replies], dtype=bool)
+                    if bad.any():
+                        moved = [r for r in replies if isinstance(r, Exception)]
+                        text = str(moved[0])
+                        if not text.startswith(("MOVED", "ASK")):
+                            raise redis.ResponseError(text)
+                        failed.append(chunk[bad])
+                        error = ClusterUnsupported(str(node), text[:60])
+                    stored += int((~bad).sum())
+            todo = np.concatenate(failed) if failed else np.empty(0, dtype=np.int64)
+            if error is not None:
+                raise error
+            return stored
+
+        return int(self._retrying("append", work))
+
+    # the index ----------------------------------------------------------------------------
+    def index(self, names: Sequence[str]) -> int:
+        """Add names to the cluster's metric index (keys.metric_index_shard of each name's
+        slot: the set lives on the master of the metric's own keys); returns how many were
+        new."""
+        def work(topo: Topology) -> int:
+            slots = topo.slots_of(names, keys.series)
+            shards: dict[str, list[str]] = {}
+            for name, slot in zip(names, slots.tolist(), strict=True):
+                shards.setdefault(keys.metric_index_shard(slot), []).append(name)
+            by_master: dict[int, list[str]] = {}
+            for key in shards:
+                by_master.setdefault(int(topo.owner[_slot(key)]), []).append(key)
+            added = 0
+            for m, shard_keys in by_master.items():
+                pipe = self.client(topo.masters[m]).pipeline(transaction=False)
+                for key in shard_keys:
+                    pipe.sadd(key, *shards[key])
+                for reply in pipe.execute(raise_on_error=False):
+                    if isinstance(reply, Exception):
+                        raise _as_retryable(reply, topo.masters[m])
+                    added += int(reply)
+            return added
+
+        return int(self._retrying("index", work))
+
+    def names(self) -> list[str]:
+        """Every metric in the cluster's index, sorted (each master scans its own shards)."""
+        def work(topo: Topology) -> list[str]:
+            out: set[str] = set()
+            for m, node in enumerate(topo.masters):
+                mine = [key for key in _index_keys() if topo.owner[_slot(key)] == m]
+                client = self.client(node)
+                for key in mine:
+                    out.update(n.decode() if isinstance(n, bytes) else str(n)
+                               for n in client.sscan_iter(key, count=5000))
+            return sorted(out)
+
+        return list(self._retrying("names", work))
+
+    def _append_chunk(self, node: Node, chunk: np.ndarray, names: Sequence[str],
+                      payloads: Sequence[bytes], key_of: Callable[[str], str]) -> list[Any]:
+        pool = self.client(node).connection_pool
+        conn = pool.get_connection()
+        try:
+            replies, _retried = _raw_appends(conn, [names[i] for i in chunk.tolist()],
+                                             [payloads[i] for i in chunk.tolist()], key_of)
+        except BaseException:
+            conn.disconnect()
+            raise
+        finally:
+            pool.release(conn)
+        return replies
+
+    def close(self) -> None:
+        self._pool.shutdown(wait=True)
+        for node in list(self._clients):
+            self._drop(node)
