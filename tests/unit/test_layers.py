@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import ast
+import re
 from pathlib import Path
 
 import skyline
@@ -118,3 +119,16 @@ def test_the_analysis_package_never_imports_a_service():
                 if _package(module) == "skyline.analysis"
                 for imported in _imports(path) if _package(imported) == "skyline.services"]
     assert not problems, "\n".join(problems)
+
+
+def test_docs_design_lists_the_layers_enforced_here():
+    """docs/design.md's layer table names exactly the packages of each layer above."""
+    doc = (Path(__file__).resolve().parents[2] / "docs" / "design.md").read_text()
+    rows = {"core": 0, "store, settings": 1, "shared logic": 2, "services": 3, "cli": 4}
+    for label, index in rows.items():
+        [line] = [ln for ln in doc.splitlines() if ln.startswith(f"| {label} |")]
+        named = set(re.findall(r"`(skyline(?:\.[a-z_]+)?)", line.split("|")[2]))
+        expected = LAYERS[index] - {"skyline"}
+        if label == "services":
+            expected = {"skyline.services"}
+        assert named == expected, f"docs/design.md layer {label!r}: {sorted(named)} != {sorted(expected)}"
