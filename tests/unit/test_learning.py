@@ -175,8 +175,31 @@ def test_the_range_ages_by_whole_days() -> None:
         det.learn(state, rows, t[i:i + 1], v[i:i + 1], j, np.ones(1, dtype=bool))
     highs_a = np.array(highs)
     age = t - t[10]
-    assert (highs_a[(age > 600) & (age < 2 * DAY)] == 50.0).all()
+    # it joins the range lag / 2 to lag after it arrived (15-30 minutes by default)
+    assert (highs_a[(age > p.lag) & (age < 2 * DAY)] == 50.0).all()
+    assert (highs_a[(age > 0) & (age <= p.lag / 2)] < 50.0).all()
     assert (highs_a[age > 4 * DAY] == 12.0).all()
+
+
+def test_a_decline_is_judged_against_the_range_before_it_not_one_it_dragged_along() -> None:
+    """A fall that steps down by less than the range's widening each point is still a
+    breakout: new extremes join the range only `lag` later (without it, each step would
+    widen the range for the next; machine_temperature's drop in NAB went unseen that way)."""
+    for lag, expect in ((1800.0, True), (0.0, False)):
+        det = LearningDetector(LearningParams(warm_up=DAY, lag=lag))
+        rng = np.random.default_rng(3)
+        t = T0 + 300.0 * np.arange(int(3 * DAY / 300))
+        v = 50.0 + 20.0 * np.sin(2 * np.pi * t / DAY) + rng.normal(0, 0.5, len(t))
+        fall = np.linspace(30.0, 10.0, 12)  # 20 down in an hour, 1.7 a step (widening 2.2)
+        t = np.concatenate([t, t[-1] + 300.0 * np.arange(1, 13)])
+        v = np.concatenate([v, fall])
+        fired, _, _ = _step_all(det, t, v, learn_fired=False)
+        assert bool(fired[-12:].any()) is expect, lag
+
+
+def test_lag_must_fit_in_a_range_slot() -> None:
+    with pytest.raises(ValueError, match="lag"):
+        LearningParams(range_memory=3 * DAY, lag=DAY)
 
 
 def test_rebase_relearns_a_new_level() -> None:

@@ -3,11 +3,14 @@ time, vectorised over metrics (one point per metric per call). Pure: no I/O, no 
 wall clock; time comes in as the points' own timestamps. It implements the pipeline's Learner
 protocol (skyline.analysis.pipeline): `new`, `judge`, `learn`, `rebase`, `explain`.
 
-What it remembers of a metric (one fixed-size record, STATE_DTYPE, 1,972 bytes):
+What it remembers of a metric (one fixed-size record, STATE_DTYPE, 2,044 bytes):
 
 - the long-run range: the minimum and maximum of each of the last RANGE_SLOTS periods of
   range_memory / RANGE_SLOTS (30 days: one slot a day); a slot older than range_memory is
-  forgotten, so the range ages by whole days;
+  forgotten, so the range ages by whole days. A point joins it lag / 2 to lag after it
+  arrived (a ring of RECENT_SLOTS periods of lag / 2), so a fall that steps down by less than
+  the widening at each point is judged against the range from before it, not one it dragged
+  along;
 - a level: an exponentially weighted mean and variance with a time constant of
   level_memory (24 h);
 - a transition memory: values quantised into BUCKETS buckets (the resolution is fixed half
@@ -57,8 +60,9 @@ from skyline.core.types import FloatArray
 BoolArray = npt.NDArray[np.bool_]
 IntArray = npt.NDArray[np.int64]
 
-VERSION = 1
+VERSION = 2
 RANGE_SLOTS = 30
+RECENT_SLOTS = 3  # the ring of recent extremes, each lag / 2 wide, that join the range late
 BUCKETS = 64
 SHORT = 10
 KINDS = ("novelty", "deviation")
@@ -76,6 +80,9 @@ STATE_DTYPE = np.dtype([
     ("slot_id", "<i8", (RANGE_SLOTS,)),  # which period each range slot holds
     ("slot_min", "<f8", (RANGE_SLOTS,)),
     ("slot_max", "<f8", (RANGE_SLOTS,)),
+    ("rec_id", "<i8", (RECENT_SLOTS,)),  # which lag / 2 period each recent slot holds
+    ("rec_min", "<f8", (RECENT_SLOTS,)),
+    ("rec_max", "<f8", (RECENT_SLOTS,)),
     ("mean", "<f8"),  # the level: EW mean and variance
     ("var", "<f8"),
     ("raw", "<f4", (len(KINDS), SHORT)),  # the last SHORT raw scores (ring)
@@ -114,10 +121,11 @@ class LearningParams:
     hold: float = 3 * 3600.0  # a likelihood alert is not repeated within this
     breakout_z: float = 0.0  # a breakout must also be this many deviations from the level
     settle: float = 3600.0  # an incident's extremes join the range this long after it closed
+    lag: float = 1800.0  # a point joins the range lag / 2 to lag after it arrived; 0: at once
 
     def __post_init__(self) -> None:
         for name in ("warm_up", "range_memory", "level_memory", "likelihood_memory",
-                     "novelty_epoch", "hold"):
+                     "novelty_epoch", "hold", "settle", "lag"):
             x = getattr(self, name)
             if not (math.isfinite(x) and x >= 0):
                 raise ValueError(f"{name} must be a finite number of seconds >= 0, not {x!r}")
@@ -130,6 +138,8 @@ class LearningParams:
             raise ValueError(f"widen must be in [0, 10], not {self.widen!r}")
         if self.min_points < 2:
             raise ValueError("min_points must be at least 2")
+        if self.lag > self.range_memory / RANGE_SLOTS:
+            raise ValueError("lag must not exceed one range slot (range_memory / 30)")
 
 
 # -- numeric helpers ---------------------------------------------------------------------
@@ -229,6 +239,9 @@ class LearningDetector:
     def __init__(self, params: LearningParams | None = None) -> None:
         self.params = params or LearningParams()
         self.slot_width = self.params.range_memory / RANGE_SLOTS
+        # recent extremes are kept in periods of lag / 2 and join the range two periods on
+        self.rec_width = self.params.lag / 2 if self.params.lag > 0 else self.slot_width
+        self.rec_delay = 2 if self.params.lag > 0 else 0
 
     # -- state ---------------------------------------------------------------------------
 
@@ -240,6 +253,9 @@ class LearningDetector:
         s["slot_id"] = NO_SLOT
         s["slot_min"] = np.nan
         s["slot_max"] = np.nan
+        s["rec_id"] = NO_SLOT
+        s["rec_min"] = np.nan
+        s["rec_max"] = np.nan
         s["prev"] = -1
         return s
 
@@ -249,13 +265,34 @@ class LearningDetector:
         with np.errstate(invalid="ignore"):
             lo = np.where(valid, s["slot_min"], np.inf).min(axis=1)
             hi = np.where(valid, s["slot_max"], -np.inf).max(axis=1)
-        none = ~valid.any(axis=1)
+        # recent extremes old enough to count (lag / 2 to lag after they arrived)
+        rec_cur = np.floor(t / self.rec_width).astype(np.int64)
+        rec = (s["rec_id"] != NO_SLOT) & (s["rec_id"] <= (rec_cur - self.rec_delay)[:, None])
+        with np.errstate(invalid="ignore"):
+            lo = np.fmin(lo, np.where(rec, s["rec_min"], np.inf).min(axis=1))
+            hi = np.fmax(hi, np.where(rec, s["rec_max"], -np.inf).max(axis=1))
+        none = ~(valid.any(axis=1) | rec.any(axis=1))
         lo[none] = np.nan
         hi[none] = np.nan
         settled = np.isfinite(s["pend_t"]) & (t - s["pend_t"] >= self.params.settle)
         lo = np.where(settled, np.fmin(lo, s["pend_low"]), lo)
         hi = np.where(settled, np.fmax(hi, s["pend_high"]), hi)
         return lo, hi
+
+    @staticmethod
+    def _into_slots(s: _Rows, i: IntArray, cur: IntArray, lo: FloatArray,
+                    hi: FloatArray) -> None:
+        """Widen rows i's daily range slot of period `cur` by [lo, hi] (a slot holding an
+        older period is reset; one holding a newer period is left alone)."""
+        slot = cur % RANGE_SLOTS
+        sid = s["slot_id"][i, slot]
+        same = sid == cur
+        take = same | (sid < cur) | (sid == NO_SLOT)
+        j, slot, cur = i[take], slot[take], cur[take]
+        same, lo, hi = same[take], lo[take], hi[take]
+        s["slot_min"][j, slot] = np.where(same, np.fmin(s["slot_min"][j, slot], lo), lo)
+        s["slot_max"][j, slot] = np.where(same, np.fmax(s["slot_max"][j, slot], hi), hi)
+        s["slot_id"][j, slot] = cur
 
     def _bucket(self, s: _Rows, v: FloatArray) -> IntArray:
         fixed = np.isfinite(s["qlo"]) & (s["qstep"] > 0)
@@ -418,14 +455,22 @@ class LearningDetector:
         for f in ("pend_low", "pend_high", "pend_t"):
             s[f] = np.where(settled, np.nan, s[f])
 
-        # the long-run range, by slots
-        cur = np.floor(t / self.slot_width).astype(np.int64)
-        slot = cur % RANGE_SLOTS
+        # the long-run range: the point goes to the ring of recent extremes; the period it
+        # replaces there (two or more periods old) moves into the range's daily slots
         ar = np.arange(len(sel))
-        same = s["slot_id"][ar, slot] == cur
-        s["slot_min"][ar, slot] = np.where(same, np.fmin(s["slot_min"][ar, slot], lo_v), lo_v)
-        s["slot_max"][ar, slot] = np.where(same, np.fmax(s["slot_max"][ar, slot], hi_v), hi_v)
-        s["slot_id"][ar, slot] = cur
+        rcur = np.floor(t / self.rec_width).astype(np.int64)
+        rslot = rcur % RECENT_SLOTS
+        rid = s["rec_id"][ar, rslot]
+        fold = (rid != rcur) & (rid != NO_SLOT)
+        if fold.any():
+            fo = np.flatnonzero(fold)
+            self._into_slots(s, fo, np.floor(rid[fo] * self.rec_width / self.slot_width)
+                             .astype(np.int64), s["rec_min"][fo, rslot[fo]],
+                             s["rec_max"][fo, rslot[fo]])
+        same = rid == rcur
+        s["rec_min"][ar, rslot] = np.where(same, np.fmin(s["rec_min"][ar, rslot], lo_v), lo_v)
+        s["rec_max"][ar, rslot] = np.where(same, np.fmax(s["rec_max"][ar, rslot], hi_v), hi_v)
+        s["rec_id"][ar, rslot] = rcur
 
         # the level
         a = np.maximum(1.0 / (n + 1.0), -np.expm1(-dt / p.level_memory))
