@@ -12,7 +12,9 @@ mean) after the cursor is new; every new point is processed once, oldest first:
    detectors ("score": range_excess; "consensus": ALGORITHMS with CONSENSUS) judge the window
    before the point; the score detector judges each new point (at most `catch_up` per run),
    the consensus ensemble and custom algorithms only the newest one. A detector with state
-   ("learning") judges the point against what it has learnt of the metric;
+   ("learning") judges the point against what it has learnt of the metric once it is warm;
+   until then the score detector judges the point (so a new metric is watched from its
+   first MIN_TOLERABLE_LENGTH points, not after a day of learning);
 2. the incident machine (incidents.py): opens an incident (`anomalous`), re-alerts an open one
    every EXPIRATION_TIME, closes it as `recovered` or `new_level`;
 3. each anomalous event is a candidate: the stages (stages.py) confirm or veto it. A veto
@@ -108,6 +110,9 @@ class Points:
     """With a learning detector: +1 a custom algorithm that alerts alone fired on the point,
     -1 a run_only_if_consensus one cleared it, 0 neither (window detectors fold custom
     algorithms into their verdict)."""
+    learnt: BoolArray = field(default_factory=lambda: np.zeros(0, dtype=bool))
+    """The learning detector judged the point (it was warm); else the window detector's
+    opinion stands."""
 
     def __post_init__(self) -> None:
         n = len(self.t)
@@ -120,6 +125,7 @@ class Points:
             self.emit = np.zeros(n, dtype=np.int8)
             self.vetoed = np.zeros(n, dtype=bool)
             self.custom = np.zeros(n, dtype=np.int8)
+            self.learnt = np.zeros(n, dtype=bool)
 
     def __len__(self) -> int:
         return len(self.t)
@@ -283,14 +289,19 @@ class Pipeline:
         self.learner = learner
         self.catch_up = catch_up
         self.history = history
-        self.judge = judge or Judge(params, customs, isolation=isolation, registry=registry,
-                                    run_builtins=learner is None)
+        # with a learning detector, the score detector judges a metric until it is warm
+        window = dataclasses.replace(params, detector="score") if learner is not None \
+            else params
+        self.window_detector = window.detector
+        self.judge = judge or Judge(window, customs, isolation=isolation, registry=registry)
+        self._builtin_names = frozenset(a.name for a in self.judge.ensemble.algorithms) \
+            if self.judge.run_builtins else frozenset()
         if learner is not None:
             self.layout = Layout(DETECTOR_IDS["learning"], learner.version, learner.state_dtype)
         else:
             self.layout = Layout(DETECTOR_IDS[params.detector], WINDOW_STATE_VERSION)
         self._older = RangeExcess(threshold=params.score_threshold, tail=1) \
-            if params.detector == "score" and learner is None else None
+            if self.window_detector == "score" else None
 
     @property
     def stateful(self) -> bool:
@@ -322,9 +333,8 @@ class Pipeline:
         verdicts = None
         if len(points):
             verdicts = self.judge.judge_prepared(names, prepared, ok_only=True)
-            if not self.stateful:
-                self._window_opinions(prepared, verdicts, points)
-            else:
+            self._window_opinions(prepared, verdicts, points)
+            if self.stateful:
                 self._custom_opinions(verdicts, points)
         t1 = time.perf_counter()
         result = RunResult(points=points, verdicts=verdicts)
@@ -345,7 +355,8 @@ class Pipeline:
         low, high = self._newest_band(prepared, verdicts)
         p.low[newest] = low[m]
         p.high[newest] = high[m]
-        older = ~newest & (p.batch >= 0)
+        # a first run's history (bootstrap) is learnt, never emitted: no opinion needed
+        older = ~newest & (p.batch >= 0) & ~p.bootstrap
         if self._older is None or not older.any():
             return
         need = prepared.min_length if prepared.min_length is not None else \
@@ -382,7 +393,7 @@ class Pipeline:
         k = len(prepared)
         low, high = np.full(k, np.nan), np.full(k, np.nan)
         an = verdicts.analysis
-        if self.params.detector == "score":
+        if self.window_detector == "score":
             for res in an.results:
                 op = res.opinions[0]
                 if "low" in op.context:
@@ -437,12 +448,16 @@ class Pipeline:
             judged_obj = None
             if self.learner is not None:
                 judged_obj = self.learner.judge(det, m, t, v)
-                p.judged[idx] = np.asarray(judged_obj.judged, dtype=bool)
-                p.fired[idx] = np.asarray(judged_obj.fired, dtype=bool) & p.judged[idx]
-                p.score[idx] = np.where(p.judged[idx], judged_obj.score, 0.0)
-                p.low[idx] = judged_obj.low
-                p.high[idx] = judged_obj.high
-                p.fired[idx] = (p.fired[idx] & (p.custom[idx] >= 0)) | (p.custom[idx] > 0)
+                # warm: the learner's opinion; still learning: the window detector's stands
+                warm = np.asarray(judged_obj.judged, dtype=bool)
+                w = idx[warm]
+                p.learnt[w] = True
+                p.judged[w] = True
+                p.fired[w] = np.asarray(judged_obj.fired, dtype=bool)[warm]
+                p.score[w] = np.asarray(judged_obj.score)[warm]
+                p.low[w] = np.asarray(judged_obj.low)[warm]
+                p.high[w] = np.asarray(judged_obj.high)[warm]
+                p.fired[w] = (p.fired[w] & (p.custom[w] >= 0)) | (p.custom[w] > 0)
             if explain_newest and judged_obj is not None:
                 for j in np.flatnonzero(p.newest[idx]).tolist():
                     i = int(idx[j])
@@ -586,19 +601,34 @@ class Pipeline:
         """What fired on point i (step row j), and every opinion's line of text."""
         triggered: list[str] = []
         results: list[AlgorithmResult] = []
-        if self.learner is not None:
-            if p.judged[i] or judged_obj is not None:
-                results.append(AlgorithmResult(
-                    algorithm=self.learner.name, verdict=bool(p.fired[i] and p.custom[i] >= 0),
-                    statistic=float(p.score[i]), limit=None,
-                    text=self.learner.explain(judged_obj, j)))
-                if results[-1].verdict:
-                    triggered.append(self.learner.name)
+        if self.learner is not None and p.learnt[i]:
+            results.append(AlgorithmResult(
+                algorithm=self.learner.name, verdict=bool(p.fired[i] and p.custom[i] >= 0),
+                statistic=float(p.score[i]), limit=None,
+                text=self.learner.explain(judged_obj, j)))
+            if results[-1].verdict:
+                triggered.append(self.learner.name)
             if p.newest[i] and verdicts is not None:
+                # the custom algorithms' opinions; the window detector did not judge this point
                 judgement = verdicts.judgement(int(p.metric[i]))
-                results += judgement.results
-                triggered += [a for a in judgement.triggered if a not in triggered]
+                results += [r for r in judgement.results
+                            if r.algorithm not in self._builtin_names]
+                triggered += [a for a in judgement.triggered
+                              if a not in triggered and a not in self._builtin_names]
             return tuple(triggered), tuple(results)
+        if self.learner is not None and judged_obj is not None:
+            # still learning: say so, beside the window detector's opinion that stands
+            learning = AlgorithmResult(algorithm=self.learner.name, verdict=None,
+                                       statistic=None, limit=None,
+                                       text=self.learner.explain(judged_obj, j))
+            window_triggered, window_results = self._window_explain(p, i, verdicts)
+            return window_triggered, (*window_results, learning)
+        return self._window_explain(p, i, verdicts)
+
+    def _window_explain(self, p: Points, i: int, verdicts: Verdicts | None
+                        ) -> tuple[tuple[str, ...], tuple[AlgorithmResult, ...]]:
+        """The window detector's opinion of point i (the newest: the judgement; an older
+        one: range_excess on its own window)."""
         if p.newest[i] and verdicts is not None:
             judgement = verdicts.judgement(int(p.metric[i]))
             return judgement.triggered, judgement.results

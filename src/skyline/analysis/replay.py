@@ -248,11 +248,10 @@ def _replay_rows(items: list[tuple[str, FloatArray, FloatArray]], pipeline: Pipe
         verdicts = pipeline.judge.judge_prepared(window_names, prepared, ok_only=True)
         result.verdicts = verdicts
         _keep_opinions(verdicts, grow, points.metric[points.newest], out)
+        pipeline._older_ops = {}
+        pipeline._window_opinions(prepared, verdicts, points)
         if pipeline.stateful:
             pipeline._custom_opinions(verdicts, points)
-        else:
-            pipeline._older_ops = {}
-            pipeline._window_opinions(prepared, verdicts, points)
     # each window's points belong to its series' state record; step k is row k of each
     pipeline.advance(names, points, states, result, prepared=prepared,
                      state_rows=owner[points.metric])
