@@ -301,8 +301,10 @@ def test_crucible_upload(web):
     assert r.status_code == 200, r.text[:500]
     page = r.text
     results = page[page.index('id="results"'):]
-    # the analyzer's own judgement: its default detector, range_excess
+    # the analyzer's own judgement: the default learning detector has not learnt a day of
+    # this series, so range_excess judged it, and the table says the learner is learning
     assert "<td>range_excess</td>" in results and "Detector score:" in page
+    assert "<td>learning</td>" in results and "still learning this metric" in results
     assert 'id="verdict">ANOMALOUS<' in page
     chart = _chart(page, "crucible-chart")
     assert len(chart["t"]) == 300 and chart["marks"][0]["v"] == 500.0

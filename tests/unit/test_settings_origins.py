@@ -54,7 +54,9 @@ def test_groups_put_the_detector_first_and_mask_secrets(monkeypatch) -> None:
     assert "k" * 32 not in rows["FLUX_API_KEYS"].value
     assert rows["REDIS_URL"].unset and rows["REDIS_URL"].origin == "default"
     assert rows["analyzer.detector"].doc.description
-    assert dict(detector_summary(s))["Detector"].startswith("score: range_excess")
+    assert dict(detector_summary(s))["Detector"].startswith("learning: each point")
+    assert dict(detector_summary(load_settings(analyzer={"detector": "score"})))[
+        "Detector"].startswith("score: range_excess")
     assert dict(detector_summary(load_settings(CONSENSUS=5, analyzer={"detector": "consensus"}))
                 )["Detector"].startswith("consensus: 5 of the 9 ALGORITHMS")
     learning = load_settings(analyzer={"detector": "learning"})

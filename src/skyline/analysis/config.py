@@ -158,7 +158,8 @@ def triggers(s: Settings) -> list[str]:
     """What can trigger an anomaly with these settings (the anomalies page filters on it):
     the detector's algorithms and the custom algorithms the analyzer runs."""
     detector = s.analyzer.detector
+    # the learning detector leaves a metric's first day to range_excess
     names = ["range_excess"] if detector == "score" else \
-        list(s.ALGORITHMS) if detector == "consensus" else [detector]
+        list(s.ALGORITHMS) if detector == "consensus" else [detector, "range_excess"]
     names += [c.name for c in specs_from_settings(s, APP)]
     return names

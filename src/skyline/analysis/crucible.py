@@ -46,7 +46,8 @@ class Examination:
     metric: str
     points: int
     status: str  # the window's status (Analysed, TooShort, Stale, Boring...)
-    detector: str  # what judged: score, consensus, learning, or "algorithms" (--algorithms)
+    detector: str  # what judged: score, consensus, learning, or "algorithms" (--algorithms);
+    # with the learning detector, "score" while it is still learning the series
     anomalous: bool  # the analyzer would emit a confirmed anomalous event now
     candidate: bool  # the detector called the newest point anomalous (before the stages)
     event: str  # the event the newest point makes: anomalous, vetoed, recovered... or ""
@@ -128,6 +129,8 @@ def examine(pipeline: Pipeline, metric: str, t: FloatArray, v: FloatArray, *,
                            window_timestamps=np.empty(0), window_values=np.empty(0),
                            state=state)
     i = int(np.flatnonzero(p.newest)[0])
+    if detector is None and pipeline.stateful and not p.learnt[i]:
+        name = "score"  # the learning detector is still learning the series: score judged it
     ev = next((e for e in result.events if e.point == i), None)
     wt, wv = pipeline._window(prepared, p, i)
     if ev is not None:

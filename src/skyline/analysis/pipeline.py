@@ -622,7 +622,11 @@ class Pipeline:
                                        statistic=None, limit=None,
                                        text=self.learner.explain(judged_obj, j))
             window_triggered, window_results = self._window_explain(p, i, verdicts)
-            return window_triggered, (*window_results, learning)
+            # the window detector's lines first (they decided), then this, then the customs'
+            builtin = tuple(r for r in window_results if r.algorithm in self._builtin_names
+                            or r.algorithm == (self._older.name if self._older else ""))
+            rest = tuple(r for r in window_results if r not in builtin)
+            return window_triggered, (*builtin, learning, *rest)
         return self._window_explain(p, i, verdicts)
 
     def _window_explain(self, p: Points, i: int, verdicts: Verdicts | None

@@ -44,12 +44,13 @@ class AnalyzerSettings(_Table):
         "keep their own points. Unset: every series at its own resolution.",
     )
     detector: Literal["score", "consensus", "learning"] = Field(
-        "score",
-        description="How a metric is judged: score (its anomaly score reaches "
-        "ANOMALY_SCORE_THRESHOLD; ALGORITHMS and CONSENSUS are not used), consensus "
-        "(upstream's vote: at least CONSENSUS of ALGORITHMS say anomalous) or learning (each "
-        "point against what a per-metric memory learnt of the metric: its long-run range, "
-        "level and transitions, and the anomaly likelihood; docs/algorithms.md).",
+        "learning",
+        description="How a metric is judged: learning (each point against what a per-metric "
+        "memory learnt of the metric: its 30-day range, level and transitions, and the anomaly "
+        "likelihood; until a metric has been learnt for a day, score judges it; "
+        "docs/algorithms.md), score (range_excess's anomaly score on the FULL_DURATION "
+        "window reaches ANOMALY_SCORE_THRESHOLD; ALGORITHMS and CONSENSUS are not used) or "
+        "consensus (upstream's vote: at least CONSENSUS of ALGORITHMS say anomalous).",
     )
     short_fraction: float = Field(
         0.5, ge=0, le=1,

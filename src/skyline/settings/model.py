@@ -519,7 +519,8 @@ class Settings(BaseSettings):
     )
     ANOMALY_SCORE_THRESHOLD: float = Field(
         0.7063, gt=0, le=1,
-        description="With analyzer.detector \"score\" (the default): a metric is anomalous "
+        description="With analyzer.detector \"score\", and with \"learning\" (the default) for a "
+        "metric learnt for less than a day: a metric is anomalous "
         "when its anomaly score reaches this. The score is z / (1 + z) for z the standard "
         "deviations by which the last point leaves the range of the window's earlier points, "
         "or its step exceeds the largest earlier step (range_excess, docs/algorithms.md); "

@@ -161,6 +161,11 @@ def detector_summary(settings: Settings) -> list[tuple[str, str]]:
     if a.detector == "score":
         how = (f"score: range_excess's anomaly score against ANOMALY_SCORE_THRESHOLD "
                f"{s.ANOMALY_SCORE_THRESHOLD:g}")
+    elif a.detector == "learning":
+        how = ("learning: each point against the metric's own 30-day memory (range, level, "
+               "transitions, anomaly likelihood); a metric learnt for less than a day is "
+               f"judged by range_excess against ANOMALY_SCORE_THRESHOLD "
+               f"{s.ANOMALY_SCORE_THRESHOLD:g}")
     elif a.detector == "consensus":
         how = (f"consensus: {s.CONSENSUS} of the {len(s.ALGORITHMS)} ALGORITHMS "
                f"({', '.join(s.ALGORITHMS)}) must agree")
