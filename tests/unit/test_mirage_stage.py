@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import time
 
 import numpy as np
@@ -83,6 +84,21 @@ def test_daily_peaks_rule_vetoes_what_the_judgement_would_confirm():
     # a peak well beyond the earlier ones is not "within their range"
     far = stage(params=eager).check(candidate(t, v, at, 400.0), deadline())
     assert far.verdict == "confirm"
+
+
+def test_a_learning_detector_candidate_is_not_rejudged_only_its_daily_peaks_are_checked():
+    """The learning detector judged against a 30-day memory: Mirage does not overrule it
+    with range_excess on a week (a pattern inside the week's range stays an anomaly), but a
+    peak that repeats every day at that time is still vetoed."""
+    t, v = nightly()
+    inside = dataclasses.replace(candidate(t, v, END + 14 * 3600, 140.0), detector="learning")
+    plain = stage().check(dataclasses.replace(inside, detector="score"), deadline())
+    assert plain.verdict == "veto"  # within the week's range: range_excess says no
+    got = stage().check(inside, deadline())
+    assert got.verdict == "confirm" and "learning detector" in got.reason, got
+    job = dataclasses.replace(candidate(t, v, END + 7200 + 300, 151.0), detector="learning")
+    again = stage().check(job, deadline())
+    assert again.verdict == "veto" and "similar peaks near 02:05" in again.reason, again
 
 
 def test_abstains_without_scope_history_or_budget():

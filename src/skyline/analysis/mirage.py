@@ -450,9 +450,23 @@ class MirageStage:
             return StageVerdict(self.name, "abstain",
                                 f"the history cannot be judged ({j.status})", figures)
         text = next((r.text for r in j.results if r.text), "")
+        if candidate.detector == "learning":
+            # the learning detector judged it against its own 30-day memory (range, level,
+            # transitions), which a re-judgement by range_excess on a week would only
+            # overrule with less: only the daily-peaks rule, which looks at the time of day
+            # the learner does not, may still veto
+            return self._peaks_or(candidate, b, up, covered, figures, StageVerdict(
+                self.name, "confirm", "judged on the learning detector's 30-day memory; "
+                "no repeating daily peak", figures))
         if not j.anomalous:
             return StageVerdict(self.name, "veto",
                                 f"not anomalous on {what}: {text}".rstrip(": "), figures)
+        return self._peaks_or(candidate, b, up, covered, figures, StageVerdict(
+            self.name, "confirm", f"anomalous on {what} too: {text}".rstrip(": "), figures))
+
+    def _peaks_or(self, candidate: Candidate, b: hist.Buckets, up: bool, covered: float,
+                  figures: dict[str, float], otherwise: StageVerdict) -> StageVerdict:
+        """The repetitive daily peaks rule's veto, or `otherwise`."""
         if self.daily_peaks > 0 and covered > PEAK_DAYS_NEEDED * DAY:
             peaks, largest, dev = self._daily_peaks(b, candidate, up)
             figures["similar_peaks"] = float(peaks)
@@ -462,8 +476,7 @@ class MirageStage:
                     self.name, "veto",
                     f"{peaks} similar peaks near {when} on earlier days; this one "
                     f"({candidate.value:.6g}) is within their range", figures)
-        return StageVerdict(self.name, "confirm",
-                            f"anomalous on {what} too: {text}".rstrip(": "), figures)
+        return otherwise
 
     def _judge(self, span: float) -> Judge:
         judge = self._judges.get(span)

@@ -489,7 +489,9 @@ class Pipeline:
                                    window_timestamps=ev.window_timestamps,
                                    window_values=ev.window_values,
                                    realert=not bool(tr.opened[j]),
-                                   history=_until(self.history, ev.metric, ev.timestamp))
+                                   history=_until(self.history, ev.metric, ev.timestamp),
+                                   detector="learning" if p.learnt[int(idx[j])]
+                                   else self.window_detector)
                          for j, ev in zip(anomalous, evs, strict=True)]
                 for j, ev, (vetoed, verdicts) in zip(anomalous, evs,
                                                      self.stages.check_many(cands),

@@ -60,6 +60,7 @@ class Candidate:
     window_values: FloatArray
     realert: bool = False  # an open incident still broken, not a new one
     history: History | None = None
+    detector: str = ""  # what judged it: "learning" (its per-metric memory) or a window detector
 
 
 @dataclass(frozen=True)
