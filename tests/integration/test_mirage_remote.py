@@ -6,6 +6,7 @@ down, slow, garbage or huge makes the stage abstain within its budget, counted."
 
 from __future__ import annotations
 
+import threading
 import time
 
 import numpy as np
@@ -65,6 +66,15 @@ def test_the_remote_gives_the_week_skyline_does_not_hold(redis_client, remote):
     assert st.check(_candidate(), time.monotonic() + 30).verdict == "confirm"
     assert len(remote.behaviour.requests) == 1
     assert not redis_client.exists(keys.history(NAME))  # no back-fill unless asked
+    # closing (as the analyzer's worker does when it stops) ends the remote client's thread
+    def remote_threads() -> int:
+        return sum(t.name == "mirage-remote" for t in threading.enumerate())
+
+    running = remote_threads()
+    assert running >= 1
+    st.close()
+    assert remote_threads() == running - 1
+    st.close()  # twice is harmless
 
 
 def test_a_remote_is_not_asked_when_skyline_holds_the_whole_span(redis_client, remote):

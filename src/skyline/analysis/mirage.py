@@ -136,6 +136,7 @@ class MirageStage:
         self._judges: dict[float, Judge] = {}
         self._cache: dict[str, tuple[float, hist.Buckets]] = {}
         self._loop: asyncio.AbstractEventLoop | None = None
+        self._thread: threading.Thread | None = None
         self._remote: RemoteClient | None = None
         self.telemetry = Telemetry("mirage", "local")  # remote_requests, remote_errors_*
         self.autofilled = 0
@@ -332,12 +333,33 @@ class MirageStage:
         called from plain code, sometimes from a thread whose loop is running)."""
         if self._loop is None or self._remote is None:
             loop = asyncio.new_event_loop()
-            threading.Thread(target=loop.run_forever, name="mirage-remote", daemon=True).start()
+            thread = threading.Thread(target=loop.run_forever, name="mirage-remote",
+                                      daemon=True)
+            thread.start()
             client = RemoteClient(self.telemetry, max_concurrent=self.remote_max_concurrent,
                                   max_per_remote=self.remote_max_concurrent)
             asyncio.run_coroutine_threadsafe(client.__aenter__(), loop).result(10)
-            self._loop, self._remote = loop, client
+            self._loop, self._remote, self._thread = loop, client, thread
         return self._loop, self._remote
+
+    def close(self) -> None:
+        """Close the remote client and stop its thread (the analyzer's worker calls this as
+        it stops; a stage that never fetched from a remote has nothing to close)."""
+        loop, client, thread = self._loop, self._remote, self._thread
+        self._loop = self._remote = self._thread = None
+        if loop is None:
+            return
+        try:
+            if client is not None:
+                asyncio.run_coroutine_threadsafe(client.__aexit__(None, None, None),
+                                                 loop).result(10)
+        except Exception as e:  # noqa: BLE001 - closing is best effort
+            log.warning("mirage: closing the remote client failed: %s", e)
+        loop.call_soon_threadsafe(loop.stop)
+        if thread is not None:
+            thread.join(10)
+        if not loop.is_running():
+            loop.close()
 
     def _fetch_remotes(self, jobs: Sequence[tuple[str, RemoteScope, float, float]],
                        deadline: float) -> dict[str, hist.Buckets | BaseException]:

@@ -131,6 +131,16 @@ class Stages:
     def __bool__(self) -> bool:
         return bool(self.stages)
 
+    def close(self) -> None:
+        """Release what stages hold (Mirage's remote client and its thread)."""
+        for stage in self.stages:
+            close = getattr(stage, "close", None)
+            if callable(close):
+                try:
+                    close()
+                except Exception as e:  # noqa: BLE001 - one stage must not stop the others
+                    log.warning("stage %s: close failed: %s", stage.name, e)
+
     @property
     def names(self) -> tuple[str, ...]:
         return tuple(s.name for s in self.stages)

@@ -97,6 +97,7 @@ class SliceAnalyzer:
 
     def close(self) -> None:
         self._pool.shutdown(wait=True)
+        self.pipeline.stages.close()
         if self.isolation is not None:
             self.isolation.close()
 
