@@ -76,14 +76,22 @@ def test_idle_and_partial_connections_are_closed(tmp_path) -> None:
     socks = []
     try:
         with PeakRss(sky, "horizon") as rss:
+            shut_early = 0
             for _ in range(40):  # each: 3 MiB of a 4 MiB frame, then silence
                 s = socket.create_connection(("127.0.0.1", port))
-                s.sendall(struct.pack("!I", 4 * 2**20 - 16) + b"\x00" * (3 * 2**20))
+                try:
+                    s.sendall(struct.pack("!I", 4 * 2**20 - 16) + b"\x00" * (3 * 2**20))
+                except (BrokenPipeError, ConnectionResetError):
+                    # horizon already closed it (buffer limit, or idle on a slow machine
+                    # while the 3 MiB were still going out): closed, as it should be
+                    shut_early += 1
+                    s.close()
+                    continue
                 socks.append(s)
-            closed = sum(wait_closed(s, 30) for s in socks)
-        report("idle_partial", closed=closed, of=len(socks),
+            closed = shut_early + sum(wait_closed(s, 30) for s in socks)
+        report("idle_partial", closed=closed, of=len(socks) + shut_early,
                rss_growth_mb=round(rss.growth / 2**20, 1))
-        assert closed == len(socks)
+        assert closed == len(socks) + shut_early
         assert rss.growth < RSS_BOUND
         assert sky.wait_counter("skyline_ingest_rejected_pickle_buffer_limit", 1) >= 1
         assert sky.wait_counter("skyline_ingest_rejected_pickle_idle_timeout", 1) >= 1
