@@ -39,6 +39,16 @@ def _private_state_home(tmp_path_factory: pytest.TempPathFactory) -> Iterator[No
 
 
 @pytest.fixture
+def clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Removes every SKYLINE_* variable but the test harness's own (SKYLINE_TEST_*,
+    SKYLINE_REQUIRE_*), so settings come from defaults and what the test passes."""
+    for k in list(os.environ):
+        if k.upper().startswith("SKYLINE_") and not k.upper().startswith(
+                ("SKYLINE_TEST_", "SKYLINE_REQUIRE_")):
+            monkeypatch.delenv(k)
+
+
+@pytest.fixture
 def port() -> int:
     return free_port()
 

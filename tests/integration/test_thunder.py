@@ -37,11 +37,8 @@ from tests.redisproc import RedisProcess
 
 
 @pytest.fixture(autouse=True)
-def _clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
-    for k in list(os.environ):
-        if k.upper().startswith("SKYLINE_") and not k.upper().startswith(
-                ("SKYLINE_TEST_", "SKYLINE_REQUIRE_")):
-            monkeypatch.delenv(k)
+def _clean_env(clean_env: None) -> None:
+    """No SKYLINE_* variable of the developer's shell leaks into these tests."""
 
 
 @pytest.fixture

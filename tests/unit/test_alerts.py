@@ -30,12 +30,8 @@ NASTY = 'web.<script>alert(1)</script>.*bold*_it_~s~`code`&amp;<!channel>"q"]\\.
 
 
 @pytest.fixture(autouse=True)
-def _clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
-    import os
-
-    for k in list(os.environ):
-        if k.upper().startswith("SKYLINE_"):
-            monkeypatch.delenv(k)
+def _clean_env(clean_env: None) -> None:
+    """No SKYLINE_* variable of the developer's shell leaks into these tests."""
 
 
 def event(metric: str = "web.host1.cpu", status: str = "anomalous", **kw: object) -> AnomalyEvent:

@@ -3,7 +3,6 @@ the algorithms' AnalysisParams and the analyzer's config."""
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import pytest
@@ -16,10 +15,8 @@ from skyline.settings import load_settings
 
 
 @pytest.fixture(autouse=True)
-def _clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
-    for k in list(os.environ):
-        if k.upper().startswith("SKYLINE_"):
-            monkeypatch.delenv(k)
+def _clean_env(clean_env: None) -> None:
+    """No SKYLINE_* variable of the developer's shell leaks into these tests."""
 
 
 def _problem(**overrides) -> SettingProblem:

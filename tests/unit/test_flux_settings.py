@@ -16,12 +16,8 @@ KEY_B = "b1B2" * 8
 
 
 @pytest.fixture(autouse=True)
-def _clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
-    import os
-
-    for k in list(os.environ):
-        if k.upper().startswith("SKYLINE_"):
-            monkeypatch.delenv(k)
+def _clean_env(clean_env: None) -> None:
+    """No SKYLINE_* variable of the developer's shell leaks into these tests."""
 
 
 def test_config_show_masks_the_keys_and_keeps_the_prefixes():

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
 import pytest
@@ -16,11 +15,8 @@ PASSWORD = "hunter2-s3cret"
 
 
 @pytest.fixture(autouse=True)
-def _clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
+def _clean_env(clean_env: None) -> None:
     """No SKYLINE_* variable of the developer's shell leaks into these tests."""
-    for k in list(os.environ):
-        if k.upper().startswith("SKYLINE_"):
-            monkeypatch.delenv(k)
 
 
 @pytest.fixture

@@ -196,12 +196,8 @@ def test_defaults_are_rendered_as_in_toml() -> None:
 
 # the environment variables the page names really set the settings ------------------------------
 @pytest.fixture(autouse=True)
-def _clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
-    import os
-
-    for k in list(os.environ):
-        if k.upper().startswith("SKYLINE_"):
-            monkeypatch.delenv(k)
+def _clean_env(clean_env: None) -> None:
+    """No SKYLINE_* variable of the developer's shell leaks into these tests."""
 
 
 @pytest.mark.parametrize(
