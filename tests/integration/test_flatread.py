@@ -87,3 +87,27 @@ def test_tail_reads_only_the_last_points(client):
     assert flat.timestamps[10:].tolist() == t[:3].tolist()
     with pytest.raises(ValueError):
         reader.read(["tail.long"], tail=0)
+
+
+def test_last_points_of_many_series_in_order(client):
+    """HotStore.last_points (stale listings, Thunder): the newest point of each name, NaN for
+    a missing or empty series or a key of another type, in the caller's order across
+    chunks."""
+    names = [f"last.{i}" for i in range(25)]
+    for i, name in enumerate(names):
+        if i % 7 == 3:
+            continue  # missing
+        n = 1 + i
+        client.set(keys.series(name), encode(1.7e9 + 60.0 * np.arange(n), i + np.arange(n)))
+    client.set(keys.series("last.empty"), b"")
+    client.rpush(keys.series("last.list"), b"x")
+    store = HotStore(client, read_chunk_size=4)
+    asked = [*reversed(names), "last.empty", "last.list"]
+    t, v = store.last_points(asked)
+    for j, name in enumerate(asked[:25]):
+        i = int(name.split(".")[1])
+        if i % 7 == 3:
+            assert np.isnan(t[j]) and np.isnan(v[j])
+        else:
+            assert (t[j], v[j]) == (1.7e9 + 60.0 * i, float(2 * i))
+    assert np.isnan(t[-2:]).all() and np.isnan(v[-2:]).all()

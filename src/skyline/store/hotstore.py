@@ -18,6 +18,7 @@ from redis.connection import AbstractConnection
 from skyline.core.patterns import PatternSet
 from skyline.core.types import FloatArray, Series
 from skyline.store import keys
+from skyline.store.flatread import FlatReader
 from skyline.store.series import POINT_SIZE, decode, encode, normalise
 
 try:
@@ -308,31 +309,22 @@ class HotStore:
 
     def last_points(self, names: Sequence[str]) -> tuple[FloatArray, FloatArray]:
         """The last point written to each series (timestamps, values; NaN for a missing or
-        empty one): 32 bytes a metric instead of the whole series, for "no data since"
+        empty one): 16 bytes a metric instead of the whole series, for "no data since"
         listings. Points are appended in arrival order, so this is the newest point
-        received, which is what staleness means (a late backfill counts as received)."""
+        received, which is what staleness means (a late backfill counts as received).
+        Read by the flat reader's GETRANGE of the last point (one packed round trip per
+        chunk, no reply objects: 100k metrics in well under a second). The store only ever
+        appends whole points; a value written by something else with a partial point at its
+        end gives a misread last point here (the analyzer counts such a series as corrupt)."""
         t = np.full(len(names), np.nan)
         v = np.full(len(names), np.nan)
-        for start in range(0, len(names), self.read_chunk_size):
-            chunk = names[start : start + self.read_chunk_size]
-            pipe = self.client.pipeline(transaction=False)
-            for name in chunk:
-                pipe.strlen(keys.series(name))
-            lengths = pipe.execute(raise_on_error=False)
-            pipe = self.client.pipeline(transaction=False)
-            asked = []
-            for i, (name, n) in enumerate(zip(chunk, lengths, strict=True)):
-                if isinstance(n, int) and n >= POINT_SIZE:
-                    # aligned on a whole point even when a corrupt tail is there
-                    at = (n // POINT_SIZE - 1) * POINT_SIZE
-                    pipe.getrange(keys.series(name), at, at + POINT_SIZE - 1)
-                    asked.append(start + i)
-            if not asked:
-                continue
-            for i, raw in zip(asked, pipe.execute(raise_on_error=False), strict=True):
-                if isinstance(raw, bytes) and len(raw) == POINT_SIZE:
-                    pt, pv, _ = decode(raw)
-                    t[i], v[i] = pt[0], pv[0]
+        if not names:
+            return t, v
+        flat = FlatReader(self.client, batch=self.read_chunk_size,
+                          initial_bytes=len(names) * POINT_SIZE).read(names, tail=1)
+        has = flat.counts > 0
+        t[has] = flat.timestamps
+        v[has] = flat.values
         return t, v
 
     def read_one(self, name: str, *, since: float | None = None,
