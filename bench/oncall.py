@@ -3,8 +3,8 @@
 Stores METRICS series of POINTS points each (60 s apart) in an embedded Redis, a tenth of
 them stopped two hours ago (a source per 50 metrics, so a few sources stopped entirely),
 and OPEN open incidents in the analyzer's index; then times, REPEAT times each:
-- stale_sources: every name, the last point of each (STRLEN + GETRANGE pipelined), grouping
-  by source: the part that grows with the metric count;
+- stale_sources: every name, the last point of each (the flat reader's GETRANGE of the last
+  16 bytes), grouping by source: the part that grows with the metric count;
 - open_incidents: one HGETALL of the index plus the acknowledgements;
 - what_now: everything the part shows (health included), as /overview/now computes it.
 p50 and max are printed per step; the last stdout line is JSON.
