@@ -80,3 +80,48 @@ def test_the_analyzer_runs_mirage_live_and_records_its_veto(redis_client, tmp_pa
     assert verdict.reason and verdict.figures["history_hours"] > 160
     assert evs["app.fresh"].status == "anomalous"
     assert [x.verdict for x in evs["app.fresh"].stages] == ["confirm"]
+
+
+@pytest.mark.parametrize("setting", ["always", "periodic"])
+def test_always_and_periodic_checks_run_live_on_points_the_analyzer_did_not_flag(
+        redis_client, tmp_path, setting):
+    """MIRAGE_ALWAYS_METRICS / MIRAGE_PERIODIC_CHECK in the live analyzer (replay's test is in
+    tests/unit/test_mirage_stage.py): Mirage reads the metric's week from Redis and judges
+    its newest point though the detector did not flag it; a confirm becomes an anomaly event
+    carrying Mirage's verdict. Here a Mirage that calls any excess over the week's range
+    anomalous, on quiet series whose newest point is a hair above it; a metric outside the
+    setting is never judged by it."""
+    from skyline.core.events import AnomalyEvent
+    from skyline.events.stream import FIELD
+    from skyline.services.analyzer import Analyzer
+    from skyline.settings import load_settings
+    from tests.integration.test_analyzer import _url, put
+
+    now = time.time()
+    rng = np.random.default_rng(5)
+    t = np.arange(now - 8 * DAY, now - 5, 60.0)
+    for name in ("app.quiet", "other.quiet"):
+        v = np.round(100 + rng.normal(0, 1, t.size), 2)
+        v[-1] = v.max() + 0.1  # just above the week: far too little for the analyzer
+        put(redis_client, name, t, v)
+    Roomba(redis_client, retention=DAY + 600,
+           history=HistoryPolicy(resolution=600, span=7 * DAY, batch=3600)).run_pass(now, 10)
+    extra = ({"MIRAGE_ALWAYS_METRICS": ["app.quiet"]} if setting == "always" else
+             {"MIRAGE_PERIODIC_CHECK": True, "MIRAGE_PERIODIC_CHECK_INTERVAL": 3600,
+              "MIRAGE_PERIODIC_CHECK_NAMESPACES": ["app.**"]})
+    s = load_settings(DATA_DIR=tmp_path / "var", analyzer={"stages": ["mirage"]},
+                      mirage={"namespaces": [{"pattern": "*.quiet", "hours": 168}]}, **extra)
+    a = Analyzer(s, redis_client, _url(redis_client), inline=True)
+    try:
+        (stage,) = a.pool.analyzer.pipeline.stages.stages  # type: ignore[union-attr]
+        stage.params = AnalysisParams(score_threshold=1e-9)  # any excess is anomalous to it
+        a.run_once()
+    finally:
+        a.close()
+    evs = [AnomalyEvent.from_json(f[FIELD]) for _, f in redis_client.xrange(keys.ANOMALY_STREAM)]
+    assert [e.metric for e in evs if e.status == "anomalous"] == ["app.quiet"], evs
+    (ev,) = [e for e in evs if e.metric == "app.quiet"]
+    (verdict,) = ev.stages
+    assert verdict.stage == "mirage" and verdict.verdict == "confirm"
+    assert verdict.figures["history_hours"] > 160  # the week, read from the hot store
+    assert not [e for e in evs if e.metric == "other.quiet"]
