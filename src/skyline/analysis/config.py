@@ -65,14 +65,8 @@ class AnalyzerConfig:
                                           configs={**self.stage_configs, **context.configs})
         stages = Stages(build_stages(self.stages, self.stage_options, stage_registry, context),
                         budget=self.stage_budget)
-        learner = None
-        if self.params.detector == "learning":
-            from skyline.algorithms.learning import LearningDetector
-
-            learner = LearningDetector()
         return Pipeline(self.params, self.rules, customs=self.customs, isolation=isolation,
-                        stages=stages, registry=registry, catch_up=self.catch_up,
-                        learner=learner)
+                        stages=stages, registry=registry, catch_up=self.catch_up)
 
     def skip_filter(self, names: Sequence[str]) -> list[str]:
         if not self.skip:

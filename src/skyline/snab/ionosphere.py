@@ -123,9 +123,7 @@ def taught_pipeline(base: Pipeline, windows: Mapping[str, Sequence[tuple[float, 
     profiles = MemoryProfiles(rules)
     stage = IonosphereStage(IonosphereConfig(mode="on", rules=rules, budget=1e9), profiles)
     op = Operator(windows, policy, profiles)
-    chain = Stages([*base.stages.stages, stage, op], budget=1e9)
-    p = Pipeline(base.params, base.rules, stages=chain, catch_up=base.catch_up)
-    return p, op
+    return base.with_stages(Stages([*base.stages.stages, stage, op], budget=1e9)), op
 
 
 def _inside(ts: Sequence[float], windows: Sequence[tuple[float, float]]) -> np.ndarray:
