@@ -262,6 +262,11 @@ def test_oncall_views(tmp_path: Path, chromium: Any) -> None:  # noqa: F811
             mobile.wait_for_load_state("networkidle")
             assert mobile.evaluate(NO_SIDEWAYS_SCROLL), (path, mobile.evaluate(
                 "() => [document.documentElement.scrollWidth, window.innerWidth]"))
+            if path == f"/anomalies/{counter_id}":
+                # each algorithm's explanation is readable at the phone's width, not a
+                # sliver beside the figure columns
+                box = mobile.locator("#explanations td:last-child").first.bounding_box()
+                assert box is not None and box["width"] > 300, box
             mobile.screenshot(path=str(shots / f"oncall-phone-{i}.png"), full_page=True)
         phone.close()
         context.close()
