@@ -5,9 +5,11 @@ from collections.abc import Iterator
 
 import pytest
 import redis
+from sqlalchemy.engine import Engine
 
 from skyline.settings import load_settings
 from skyline.store.redis_client import redis_session
+from skyline.store.sql import make_engine, upgrade
 from tests.conftest import skip_or_fail
 from tests.integration.webapp_data import web  # noqa: F401  (fixture for the web app tests)
 
@@ -30,3 +32,13 @@ def redis_client(request: pytest.FixtureRequest, tmp_path) -> Iterator[redis.Red
     finally:
         client.flushdb()
         client.close()
+
+
+@pytest.fixture
+def engine(tmp_path) -> Iterator[Engine]:
+    """A migrated SQLite database of the test's own (tests across the SQL servers use
+    sql_url from tests/conftest.py)."""
+    eng = make_engine(f"sqlite:///{tmp_path / 'skyline.db'}")
+    upgrade(eng)
+    yield eng
+    eng.dispose()

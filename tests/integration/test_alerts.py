@@ -26,7 +26,6 @@ from skyline.services.alerters.delivery import ChannelWorker
 from skyline.services.alerters.dispatch import Dispatcher
 from skyline.settings import Settings, load_settings
 from skyline.store.sql import alerts as q
-from skyline.store.sql import make_engine, upgrade
 from skyline.telemetry import Telemetry
 from tests.alertsinks import (
     HttpSink,
@@ -46,13 +45,6 @@ ROUTING_KEY = "r" * 32
 def _clean_env(clean_env: None) -> None:
     """No SKYLINE_* variable of the developer's shell leaks into these tests."""
 
-
-@pytest.fixture
-def engine(tmp_path: Path) -> Iterator[Engine]:
-    eng = make_engine(f"sqlite:///{tmp_path / 'alerts.db'}")
-    upgrade(eng)
-    yield eng
-    eng.dispose()
 
 
 def event(metric: str = "web.host1.cpu", status: str = "anomalous", t: float | None = None,

@@ -7,8 +7,6 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -21,7 +19,6 @@ from skyline.services.boundary import Boundary
 from skyline.settings import load_settings
 from skyline.store import keys
 from skyline.store.hotstore import HotStore
-from skyline.store.sql import make_engine, upgrade
 from tests.alertsinks import HttpSink
 from tests.integration.test_alerts import harness
 
@@ -32,13 +29,6 @@ STEP = 60.0
 def _clean_env(clean_env: None) -> None:
     """No SKYLINE_* variable of the developer's shell leaks into these tests."""
 
-
-@pytest.fixture
-def engine(tmp_path: Path) -> Iterator[Engine]:
-    eng = make_engine(f"sqlite:///{tmp_path / 'alerts.db'}")
-    upgrade(eng)
-    yield eng
-    eng.dispose()
 
 
 def stream(client: redis.Redis) -> list[AnomalyEvent]:

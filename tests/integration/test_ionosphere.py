@@ -5,8 +5,6 @@ match from the event's verdict; a wrong match disables the profile."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import numpy as np
 import pytest
 import redis
@@ -27,13 +25,6 @@ STEP = 60.0
 DAY = 1440
 T0 = 1_700_000_000.0
 
-
-@pytest.fixture
-def engine(tmp_path) -> Iterator[Engine]:
-    eng = make_engine(f"sqlite:///{tmp_path / 'skyline.db'}")
-    upgrade(eng)
-    yield eng
-    eng.dispose()
 
 
 def day(seed: int, job: float = 0.6) -> np.ndarray:

@@ -28,7 +28,6 @@ from skyline.settings import Settings, load_settings
 from skyline.store import keys
 from skyline.store.hotstore import HotStore
 from skyline.store.redis_client import make_client
-from skyline.store.sql import make_engine, upgrade
 from skyline.telemetry import Telemetry
 from tests.alertsinks import HttpSink
 from tests.conftest import free_port, skip_or_fail
@@ -40,13 +39,6 @@ from tests.redisproc import RedisProcess
 def _clean_env(clean_env: None) -> None:
     """No SKYLINE_* variable of the developer's shell leaks into these tests."""
 
-
-@pytest.fixture
-def engine(tmp_path: Path) -> Iterator[Engine]:
-    eng = make_engine(f"sqlite:///{tmp_path / 'thunder.db'}")
-    upgrade(eng)
-    yield eng
-    eng.dispose()
 
 
 @pytest.fixture
