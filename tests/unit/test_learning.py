@@ -305,3 +305,47 @@ def test_the_worked_example() -> None:
     assert score == pytest.approx(1 - 1e-7 * 3.925 / (3.925 + 368.075), abs=1e-12)
     assert text == "512 is above the 30-day range 61.5 to 140"
     assert ev[1][5] == "113.5 is within what this metric usually does (30-day range 61.5 to 140)"
+
+
+def _daily_shape(days: float, step: float = 300.0, seed: int = 4) -> tuple[np.ndarray, np.ndarray]:
+    """A strong daily cycle (50 to 150) with noise 1: the range is the whole cycle."""
+    n = int(days * DAY / step)
+    rng = np.random.default_rng(seed)
+    t = T0 - T0 % DAY + step * np.arange(n)
+    return t, 100 + 50 * np.sin(2 * np.pi * (t % DAY) / DAY) + rng.normal(0, 1, n)
+
+
+def test_a_change_of_the_daily_shape_inside_the_range_is_found_after_an_hour() -> None:
+    """The daily profile: on day 9 the series stays flat at 100 from 04:00 to 08:00, where it
+    usually climbs to 150; 100 is well inside the 30-day range and its transitions are
+    common, so only the profile sees it: an alert once the value has been far from the hour's
+    usual for `daily_for` (1 h), saying so; then no repeat within `hold`. The same series
+    without the change never fires the profile."""
+    t, v = _daily_shape(10)
+    det = LearningDetector()
+    plain, _, _ = _step_all(det, t, v)
+    flat = v.copy()
+    start = T0 - T0 % DAY + 9 * DAY + 4 * 3600
+    on = (t >= start) & (t < start + 4 * 3600)
+    flat[on] = 100 + np.random.default_rng(5).normal(0, 1, on.sum())
+    fired, _, texts = _step_all(det, t, flat, learn_fired=False)
+    assert not plain[t >= T0 - T0 % DAY + 4 * DAY].any()
+    hits = np.flatnonzero(fired & on)
+    assert len(hits) == 1, [texts[i] for i in hits]
+    (i,) = hits
+    assert t[i] - start >= 3600 and "usually holds" in texts[i], texts[i]
+    assert not fired[~on & (t >= T0 - T0 % DAY + 4 * DAY)].any()  # nor on the way back
+
+
+def test_the_daily_profile_can_be_turned_off_and_is_validated() -> None:
+    t, v = _daily_shape(10)
+    start = T0 - T0 % DAY + 9 * DAY + 4 * 3600
+    on = (t >= start) & (t < start + 4 * 3600)
+    v[on] = 100.0
+    fired, _, _ = _step_all(LearningDetector(LearningParams(daily_z=0)), t, v,
+                            learn_fired=False)
+    assert not fired[on].any()
+    with pytest.raises(ValueError):
+        LearningParams(daily_min_days=0)
+    with pytest.raises(ValueError):
+        LearningParams(daily_for=-1)

@@ -60,9 +60,13 @@ from skyline.core.types import FloatArray
 BoolArray = npt.NDArray[np.bool_]
 IntArray = npt.NDArray[np.int64]
 
-VERSION = 2
+VERSION = 3
 RANGE_SLOTS = 30
 RECENT_SLOTS = 3  # the ring of recent extremes, each lag / 2 wide, that join the range late
+HOURS = 24  # the daily profile: one bucket per hour of the (UTC) day
+PROFILE_DAYS = 7  # the daily profile keeps each hour's mean of the last 7 days
+DAY = 86400.0
+MEAN_ABS_TO_SIGMA = 1.2533  # sqrt(pi / 2): a normal residual's mean |r| times this is sigma
 BUCKETS = 64
 SHORT = 10
 KINDS = ("novelty", "deviation")
@@ -102,6 +106,16 @@ STATE_DTYPE = np.dtype([
     ("pend_t", "<f8"),
     ("red", "u1"),  # the last judged point was in the likelihood's red zone
     ("last_fire", "<f8"),  # time of the last likelihood alert (NaN: none)
+    # the daily profile: per hour of the day, the mean of each of the last PROFILE_DAYS days
+    ("day_id", "<i8"),  # the day being accumulated (NO_SLOT: none)
+    ("day_sum", "<f8", (HOURS,)),
+    ("day_cnt", "<u2", (HOURS,)),
+    ("prof", "<f4", (HOURS, PROFILE_DAYS)),  # NaN: no point in that hour of that day
+    ("prof_day", "<i8", (PROFILE_DAYS,)),  # which day each column holds (NO_SLOT: none)
+    ("res_abs", "<f8"),  # EW mean |value - the hour's usual value|
+    ("res_n", "<u4"),
+    ("d_run", "<f8"),  # since when the value has been far from its hour's usual (NaN: not)
+    ("d_fire", "<f8"),  # time of the last daily-profile alert (NaN: none)
 ])
 NO_SLOT = np.iinfo(np.int64).min
 
@@ -122,10 +136,14 @@ class LearningParams:
     breakout_z: float = 0.0  # a breakout must also be this many deviations from the level
     settle: float = 3600.0  # an incident's extremes join the range this long after it closed
     lag: float = 1800.0  # a point joins the range lag / 2 to lag after it arrived; 0: at once
+    daily_z: float = 10.0  # daily profile: residual deviations that are far (0: no check)
+    daily_for: float = 3600.0  # ... held this long before it alerts (once per `hold`)
+    daily_min_days: int = 3  # earlier days the hour needs before it is judged
+    daily_memory: float = 7 * 86400.0  # time constant of the residuals' typical size
 
     def __post_init__(self) -> None:
         for name in ("warm_up", "range_memory", "level_memory", "likelihood_memory",
-                     "novelty_epoch", "hold", "settle", "lag"):
+                     "novelty_epoch", "hold", "settle", "lag", "daily_z", "daily_for"):
             x = getattr(self, name)
             if not (math.isfinite(x) and x >= 0):
                 raise ValueError(f"{name} must be a finite number of seconds >= 0, not {x!r}")
@@ -136,6 +154,10 @@ class LearningParams:
             raise ValueError(f"red_zone must be in (0, 0.5), not {self.red_zone!r}")
         if not 0 <= self.widen <= 10:
             raise ValueError(f"widen must be in [0, 10], not {self.widen!r}")
+        if not 1 <= self.daily_min_days <= PROFILE_DAYS:
+            raise ValueError(f"daily_min_days must be in [1, {PROFILE_DAYS}]")
+        if not (math.isfinite(self.daily_memory) and self.daily_memory > 0):
+            raise ValueError("daily_memory must be longer than 0 s")
         if self.min_points < 2:
             raise ValueError("min_points must be at least 2")
         if self.lag > self.range_memory / RANGE_SLOTS:
@@ -225,6 +247,10 @@ class Judged:
     red: BoolArray
     huge: BoolArray
     ok: BoolArray  # a finite value
+    usual: FloatArray  # the hour's usual value (median of its earlier days' means; NaN: none)
+    dz: FloatArray  # |value - usual| in typical residuals (0: not judged)
+    d_run: FloatArray  # the far run's start after this point (NaN: not far)
+    daily: BoolArray  # a daily-profile alert
     memory_days: float = 30.0
     warm_up: float = 86400.0
 
@@ -257,7 +283,34 @@ class LearningDetector:
         s["rec_min"] = np.nan
         s["rec_max"] = np.nan
         s["prev"] = -1
+        for f in ("res_abs", "d_run", "d_fire"):
+            s[f] = np.nan
+        s["day_id"] = NO_SLOT
+        s["prof"] = np.nan
+        s["prof_day"] = NO_SLOT
         return s
+
+    def _usual(self, s: _Rows, t: FloatArray) -> FloatArray:
+        """Per row, the median of its hour's means over the last PROFILE_DAYS days before
+        today (NaN with fewer than daily_min_days of them)."""
+        k = len(t)
+        day = np.floor(t / DAY).astype(np.int64)
+        hour = np.clip(np.floor((t - day * DAY) / 3600.0).astype(np.int64), 0, HOURS - 1)
+        pd = s["prof_day"]
+        # the day being accumulated (not yet folded) is not "earlier" either
+        recent = (pd != NO_SLOT) & (pd >= (day - PROFILE_DAYS)[:, None]) & (pd < day[:, None])
+        means = s["prof"][np.arange(k), hour, :].astype(np.float64)
+        means = np.where(recent, means, np.nan)
+        n = np.isfinite(means).sum(axis=1)
+        enough = n >= self.params.daily_min_days
+        out = np.full(k, np.nan)
+        if enough.any():
+            # the median of the finite ones: np.sort puts NaN last (nanmedian is 10x slower)
+            srt = np.sort(means[enough], axis=1)
+            m = n[enough]
+            ar = np.arange(len(m))
+            out[enough] = 0.5 * (srt[ar, (m - 1) // 2] + srt[ar, m // 2])
+        return out
 
     def _range(self, s: _Rows, t: FloatArray) -> tuple[FloatArray, FloatArray]:
         cur = np.floor(t / self.slot_width).astype(np.int64)
@@ -383,15 +436,31 @@ class LearningDetector:
         l_fire = red & ~s["red"].astype(bool) & ~held
         l_score = 1.0 - min_tail
 
+        # the daily profile: far from what this hour of the day usually holds, for a while
+        usual = self._usual(s, t) if p.daily_z > 0 else np.full(k, np.nan)
+        with np.errstate(invalid="ignore", over="ignore", divide="ignore"):
+            typical = MEAN_ABS_TO_SIGMA * s["res_abs"]
+            floor = np.maximum(1e-9 * np.abs(usual), 1e-12)
+            dz = np.abs(v - usual) / np.maximum(typical, floor)
+        has_profile = warm & sane & np.isfinite(usual) & np.isfinite(typical) & \
+            (s["res_n"] >= 200)
+        dz = np.where(has_profile, np.nan_to_num(dz, nan=0.0, posinf=1e9), 0.0)
+        far = has_profile & (dz > p.daily_z)
+        d_run = np.where(far, np.where(np.isfinite(s["d_run"]), s["d_run"], t), np.nan)
+        d_held = np.isfinite(s["d_fire"]) & (t - s["d_fire"] < p.hold)
+        daily = far & (t - d_run >= p.daily_for) & ~d_held
+        d_score = np.where(daily, 1.0 - p.red_zone, 0.0)
+
         judged = warm & ok
-        fired = judged & (breakout | l_fire)
-        score = np.where(judged, np.maximum(b_score, l_score), 0.0)
+        fired = judged & (breakout | l_fire | daily)
+        score = np.where(judged, np.maximum(np.maximum(b_score, l_score), d_score), 0.0)
         return Judged(
             judged=judged, fired=fired, score=score, low=np.where(judged, low, np.nan),
             high=np.where(judged, high, np.nan), value=v, range_low=lo, range_high=hi,
             breakout=breakout & judged, tail=tail, short=short, raw=raw, bucket=bucket,
             level=level, spread=spread, learnt=learnt, points=s["n"].astype(np.int64),
-            red=red & judged, huge=huge, ok=ok,
+            red=red & judged, huge=huge, ok=ok, usual=usual, dz=dz,
+            d_run=np.where(judged, d_run, s["d_run"]), daily=daily & judged,
             memory_days=p.range_memory / 86400.0, warm_up=p.warm_up)
 
     # -- learning ---------------------------------------------------------------------------
@@ -405,9 +474,12 @@ class LearningDetector:
         v = np.asarray(v, dtype=np.float64)
         # alert bookkeeping, whatever the mask
         state["red"][rows] = judged.red
-        l_fire = judged.fired & ~judged.breakout
+        l_fire = judged.fired & ~judged.breakout & ~judged.daily
         if l_fire.any():
             state["last_fire"][rows[l_fire]] = t[l_fire]
+        state["d_run"][rows] = judged.d_run
+        if judged.daily.any():
+            state["d_fire"][rows[judged.daily]] = t[judged.daily]
         mask = np.asarray(mask, dtype=bool)
         sane = judged.ok & ~judged.huge
         # inside an incident: remember its extremes only
@@ -422,6 +494,7 @@ class LearningDetector:
         r = rows[sel]
         t, v = t[sel], v[sel]
         raw, short, bucket = judged.raw[sel], judged.short[sel], judged.bucket[sel]
+        usual = judged.usual[sel]
         # a metric never seen, or silent longer than the range memory: learnt afresh
         first_t, last_t = state["first"][r], state["last"][r]
         stale = np.isnan(first_t) | (t - last_t > p.range_memory)
@@ -429,12 +502,14 @@ class LearningDetector:
             rs = r[stale]
             fresh = self.new(len(rs))
             fresh["last_fire"] = state["last_fire"][rs]
+            fresh["d_fire"] = state["d_fire"][rs]
             fresh["first"] = t[stale]
             fresh["last"] = t[stale]
             state[rs] = fresh
             raw[stale] = 0.0
             short[stale] = 0.0
             bucket[stale] = -1
+            usual[stale] = np.nan
         s = _Rows(state, r)
         dt = np.maximum(t - s["last"], 0.0)
         n = s["n"].astype(np.float64)
@@ -525,18 +600,61 @@ class LearningDetector:
             trans[ri, 0, pi] = trans[ri, 0, pi] | np.left_shift(np.uint64(1),
                                                                  bucket[i].astype(np.uint64))
         s["prev"] = np.where(bucket >= 0, bucket, s["prev"]).astype(np.int16)
+        self._learn_profile(s, t, v, usual, dt)
         s["n"] = s["n"] + 1
         s["last"] = t
         s.flush()
+
+    def _learn_profile(self, s: _Rows, t: FloatArray, v: FloatArray, usual: FloatArray,
+                       dt: FloatArray) -> None:
+        """The daily profile: a new day folds the last one's hourly means into the ring; the
+        point joins its hour's sum; its residual from the hour's usual value updates their
+        typical size."""
+        ar = np.arange(len(t))
+        day = np.floor(t / DAY).astype(np.int64)
+        hour = np.clip(np.floor((t - day * DAY) / 3600.0).astype(np.int64), 0, HOURS - 1)
+        did = s["day_id"]
+        fold = (did != NO_SLOT) & (did != day)
+        if fold.any():
+            f = np.flatnonzero(fold)
+            col = did[f] % PROFILE_DAYS
+            cnt = s["day_cnt"][f].astype(np.float64)
+            with np.errstate(invalid="ignore", divide="ignore"):
+                means = np.where(cnt > 0, s["day_sum"][f] / cnt, np.nan)
+            prof = s["prof"]
+            prof[f, :, col] = means.astype(np.float32)
+            s["prof"] = prof
+            pd = s["prof_day"]
+            pd[f, col] = did[f]
+            s["prof_day"] = pd
+            ds, dc = s["day_sum"], s["day_cnt"]
+            ds[f] = 0.0
+            dc[f] = 0
+            s["day_sum"], s["day_cnt"] = ds, dc
+        s["day_id"] = day
+        ds, dc = s["day_sum"], s["day_cnt"]
+        ds[ar, hour] += v
+        dc[ar, hour] = np.minimum(dc[ar, hour].astype(np.int64) + 1, 65535)
+        s["day_sum"], s["day_cnt"] = ds, dc
+        has = np.isfinite(usual)
+        if has.any():
+            r = np.abs(v - usual)
+            n = s["res_n"].astype(np.float64)
+            a = np.maximum(1.0 / (n + 1.0), -np.expm1(-dt / self.params.daily_memory))
+            old = np.nan_to_num(s["res_abs"], nan=0.0)
+            s["res_abs"] = np.where(has, np.where(n == 0, r, old + a * (r - old)),
+                                    s["res_abs"])
+            s["res_n"] = np.where(has, s["res_n"] + 1, s["res_n"])
 
     def rebase(self, state: npt.NDArray[np.void], rows: IntArray, t: FloatArray,
                low: FloatArray, high: FloatArray) -> None:
         """The metric changed for good (an incident closed as a new level): forget it and
         learn it again, from the range it kept during the incident."""
         s = state[rows]
-        keep = s["last_fire"].copy()
+        keep, keep_d = s["last_fire"].copy(), s["d_fire"].copy()
         s[:] = self.new(len(rows))
         s["last_fire"] = keep
+        s["d_fire"] = keep_d
         t = np.asarray(t, dtype=np.float64)
         ok = np.isfinite(low) & np.isfinite(high) & (np.abs(low) < HUGE) & \
             (np.abs(high) < HUGE)
@@ -565,6 +683,11 @@ class LearningDetector:
         if j.breakout[i]:
             side = "above" if v > hi else "below"
             return f"{v:.6g} is {side} the {days} range {lo:.6g} to {hi:.6g}"
+        if j.daily[i]:
+            return (f"{v:.6g} has been far from what this hour of the day usually holds "
+                    f"({float(j.usual[i]):.6g}, the median of its earlier days) for "
+                    f"{self.params.daily_for / 3600:.3g} h: {float(j.dz[i]):.3g} typical "
+                    f"deviations")
         tails = j.tail[i]
         kind = int(np.argmin(tails))
         tail = float(tails[kind])
