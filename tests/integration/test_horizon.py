@@ -77,11 +77,33 @@ class Harness:
                 s.sendto(d, ("127.0.0.1", self.port(setting)))
 
 
+def _bind(settings: Settings, tries: int = 5) -> tuple[Settings, dict[str, socket.socket]]:
+    """Horizon's listeners on the settings' ports. A port free_port() chose can be taken by
+    another process before it is bound (seen once in CI: PortInUse on the pickle port): the
+    listeners the test left on get fresh ports and the bind is tried again."""
+    for attempt in range(tries):
+        try:
+            return settings, bind_ports(settings, [REGISTRY["horizon"]])
+        except PortInUse:
+            if attempt == tries - 1:
+                raise
+            h = settings.horizon
+            tcp, udp = socket.SOCK_STREAM, socket.SOCK_DGRAM
+            settings = settings.model_copy(update={
+                "PICKLE_PORT": free_port(tcp) if settings.PICKLE_PORT else 0,
+                "UDP_PORT": free_port(udp) if settings.UDP_PORT else 0,
+                "horizon": h.model_copy(update={
+                    "plaintext_port": free_port(tcp) if h.plaintext_port else 0,
+                    "plaintext_udp_port": free_port(udp) if h.plaintext_udp_port else 0,
+                    "statsd_port": free_port(udp) if h.statsd_port else 0})})
+    raise AssertionError("unreachable")
+
+
 @asynccontextmanager
 async def running(settings: Settings, *, auto_flush: bool = True) -> AsyncIterator[Harness]:
     """Horizon's run() with every listener, and (unless told not to) a flusher standing in
     for the runner's points loop; the test calls stop() before reading the store."""
-    socks = bind_ports(settings, [REGISTRY["horizon"]])
+    settings, socks = _bind(settings)
     with redis_session(settings) as handle:
         ctx = Context(settings, handle)
         h = Harness(ctx, socks, asyncio.create_task(horizon.run(ctx, socks)))
