@@ -349,3 +349,34 @@ def test_the_daily_profile_can_be_turned_off_and_is_validated() -> None:
         LearningParams(daily_min_days=0)
     with pytest.raises(ValueError):
         LearningParams(daily_for=-1)
+
+
+def test_a_daily_profile_alert_reaches_the_stages_marked_as_time_of_day() -> None:
+    """The pipeline tells the stages which candidates the daily profile raised (Mirage then
+    does not veto them by its daily-peaks rule: tests/unit/test_mirage_stage.py)."""
+    from skyline.algorithms import AnalysisParams
+    from skyline.analysis.incidents import IncidentRules
+    from skyline.analysis.pipeline import Pipeline
+    from skyline.analysis.stages import Candidate, Stages
+    from skyline.core.events import StageVerdict
+
+    seen: list[Candidate] = []
+
+    class Recorder:
+        name = "recorder"
+
+        def check(self, c: Candidate, deadline: float) -> StageVerdict:
+            seen.append(c)
+            return StageVerdict(self.name, "abstain", "")
+
+    t, v = _daily_shape(10)
+    start = T0 - T0 % DAY + 9 * DAY + 4 * 3600
+    on = (t >= start) & (t < start + 4 * 3600)
+    v[on] = 100 + np.random.default_rng(5).normal(0, 1, on.sum())
+    pipe = Pipeline(AnalysisParams(detector="learning"), IncidentRules(),
+                    stages=Stages([Recorder()]))
+    replay("app.daily", t, v, pipe)
+    daily = [c for c in seen if c.time_of_day]
+    assert len(daily) == 1 and daily[0].detector == "learning"
+    assert start + 3600 <= daily[0].timestamp < start + 4 * 3600
+    assert not [c for c in seen if c.time_of_day and c.timestamp < start]

@@ -99,6 +99,10 @@ def test_a_learning_detector_candidate_is_not_rejudged_only_its_daily_peaks_are_
     job = dataclasses.replace(candidate(t, v, END + 7200 + 300, 151.0), detector="learning")
     again = stage().check(job, deadline())
     assert again.verdict == "veto" and "similar peaks near 02:05" in again.reason, again
+    # the learner's daily profile already compared it with the same hour on earlier days:
+    # the daily-peaks rule has nothing to add
+    daily = stage().check(dataclasses.replace(job, time_of_day=True), deadline())
+    assert daily.verdict == "confirm" and "same hour" in daily.reason, daily
 
 
 def test_abstains_without_scope_history_or_budget():

@@ -472,11 +472,16 @@ class MirageStage:
             return StageVerdict(self.name, "abstain",
                                 f"the history cannot be judged ({j.status})", figures)
         text = next((r.text for r in j.results if r.text), "")
+        if candidate.detector == "learning" and candidate.time_of_day:
+            # its daily profile fired: the value is unlike this hour on its earlier days,
+            # which is the daily-peaks rule's own question, asked on more days
+            return StageVerdict(self.name, "confirm", "the learning detector found it unlike "
+                                "the same hour on earlier days", figures)
         if candidate.detector == "learning":
             # the learning detector judged it against its own 30-day memory (range, level,
             # transitions), which a re-judgement by range_excess on a week would only
-            # overrule with less: only the daily-peaks rule, which looks at the time of day
-            # the learner does not, may still veto
+            # overrule with less: only the daily-peaks rule, which looks at repeating peaks
+            # the range and likelihood do not, may still veto
             return self._peaks_or(candidate, b, up, covered, figures, StageVerdict(
                 self.name, "confirm", "judged on the learning detector's 30-day memory; "
                 "no repeating daily peak", figures))

@@ -503,7 +503,9 @@ class Pipeline:
                                    realert=not bool(tr.opened[j]),
                                    history=_until(self.history, ev.metric, ev.timestamp),
                                    detector="learning" if p.learnt[int(idx[j])]
-                                   else self.window_detector)
+                                   else self.window_detector,
+                                   time_of_day=bool(p.learnt[int(idx[j])]) and bool(
+                                       getattr(judged_obj, "daily", np.zeros(j + 1))[j]))
                          for j, ev in zip(anomalous, evs, strict=True)]
                 for j, ev, (vetoed, verdicts) in zip(anomalous, evs,
                                                      self.stages.check_many(cands),

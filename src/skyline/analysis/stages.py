@@ -61,6 +61,9 @@ class Candidate:
     realert: bool = False  # an open incident still broken, not a new one
     history: History | None = None
     detector: str = ""  # what judged it: "learning" (its per-metric memory) or a window detector
+    # the detector already compared it with the same hour on earlier days (the learning
+    # detector's daily profile fired): a time-of-day rule has nothing to add
+    time_of_day: bool = False
 
 
 @dataclass(frozen=True)
