@@ -493,6 +493,8 @@ class Pipeline:
             evs = [self._event(names, int(m[j]), p, int(idx[j]), "anomalous", tr, j,
                                window_of, judged_obj, result.verdicts) for j in anomalous]
             if self.stages and evs:
+                # the learner's daily-profile alerts of this step (judged points only)
+                daily = getattr(judged_obj, "daily", None)
                 # the step's candidates go through the stages together (one hot-store round
                 # trip and one judgement for all in a stage that batches, as Mirage does)
                 cands = [Candidate(metric=ev.metric, timestamp=ev.timestamp, value=ev.value,
@@ -504,8 +506,7 @@ class Pipeline:
                                    history=_until(self.history, ev.metric, ev.timestamp),
                                    detector="learning" if p.learnt[int(idx[j])]
                                    else self.window_detector,
-                                   time_of_day=bool(p.learnt[int(idx[j])]) and bool(
-                                       getattr(judged_obj, "daily", np.zeros(j + 1))[j]))
+                                   time_of_day=daily is not None and bool(daily[j]))
                          for j, ev in zip(anomalous, evs, strict=True)]
                 for j, ev, (vetoed, verdicts) in zip(anomalous, evs,
                                                      self.stages.check_many(cands),
