@@ -1,4 +1,5 @@
-"""A REDIS_URL naming a Redis Cluster node is refused with a clear error, never used for a
+"""A REDIS_URL naming a Redis Cluster node is detected as a cluster at start (the other nodes
+discovered), and a client that talks to one node refuses with a clear error instead of a
 partial analysis (each node holds only its own slots: reading 30k series through one node
 used to return a third of them and count the rest as wrong types).
 
@@ -23,7 +24,7 @@ from skyline.settings import load_settings
 from skyline.store import keys
 from skyline.store.embedded import redis_server_binary
 from skyline.store.flatread import FlatReader
-from skyline.store.redis_client import open_redis
+from skyline.store.redis_client import open_redis, refuse_on_cluster
 from skyline.store.series import encode
 
 
@@ -90,14 +91,26 @@ def cluster(tmp_path: Path) -> Iterator[list[int]]:
             p.wait(10)
 
 
-def test_open_redis_refuses_a_cluster_node(cluster: list[int], tmp_path: Path) -> None:
+def test_open_redis_detects_a_cluster_and_unready_components_are_refused(
+        cluster: list[int], tmp_path: Path) -> None:
     url = f"redis://127.0.0.1:{cluster[0]}/0"
     for wait in (False, True):
-        with pytest.raises(ClusterUnsupported) as err:
-            open_redis(load_settings(DATA_DIR=tmp_path / "var", REDIS_URL=url), wait=wait)
+        handle = open_redis(load_settings(DATA_DIR=tmp_path / "var", REDIS_URL=url), wait=wait)
+        try:
+            assert handle.cluster is not None  # the other node discovered from this one
+            topo = handle.cluster.refresh()
+            assert sorted(n.port for n in topo.masters) == sorted(cluster)
+            # the single-key client follows the slots: a key on the other node works
+            for i in range(20):
+                handle.client.set(f"k{i}", i)
+            assert [int(handle.client.get(f"k{i}")) for i in range(20)] == list(range(20))
+            with pytest.raises(ClusterUnsupported) as err:
+                refuse_on_cluster(handle, "the roomba component")
+        finally:
+            handle.close(stop_embedded=False)
         msg = str(err.value)
         assert f"127.0.0.1:{cluster[0]}" in msg and "Redis Cluster" in msg
-        assert "standalone" in msg
+        assert "roomba" in msg and "docs/scaling.md" in msg
 
 
 def test_flat_reader_refuses_moved_instead_of_counting_wrong_types(cluster: list[int]) -> None:

@@ -55,6 +55,8 @@ class Component:
     # parses untrusted input: in `skyline run` it gets a supervised process of its own
     # (cli/supervisor.py), apart from what must stay responsive
     isolated: bool = False
+    # runs on a Redis Cluster (docs/scaling.md); the others refuse to start on one
+    cluster_ready: bool = False
 
 
 def _webapp(
@@ -139,6 +141,7 @@ REGISTRY: dict[str, Component] = {
             "webapp", "web UI, /api/v1 (anomalies, metrics, series, runs), flux routes and "
             "/metrics on WEBAPP_PORT", _webapp,
             ports=(Port("WEBAPP_PORT", lambda s: s.WEBAPP_IP, lambda s: s.WEBAPP_PORT),),
+            cluster_ready=True,
         ),
         Component(
             "horizon", "Graphite plaintext and pickle, msgpack and StatsD listeners on HORIZON_IP",
@@ -152,18 +155,19 @@ REGISTRY: dict[str, Component] = {
                 Port(horizon.STATSD, _horizon_host, lambda s: s.horizon.statsd_port,
                      socket.SOCK_DGRAM),
             ),
-            isolated=True,
+            isolated=True, cluster_ready=True,
         ),
-        Component("roomba", "trims the hot store to FULL_DURATION + ROOMBA_GRACE_TIME", _roomba),
+        Component("roomba", "trims the hot store to FULL_DURATION + ROOMBA_GRACE_TIME", _roomba,
+                  cluster_ready=True),
         Component("analyzer", "analyses every metric each ANALYZER_OPTIMUM_RUN_DURATION; "
-                  "anomalies go to the anomaly stream", _analyzer),
+                  "anomalies go to the anomaly stream", _analyzer, cluster_ready=True),
         Component("boundary", "checks the BOUNDARY_METRICS rules (less_than, greater_than, "
                   "detect_drop_off_cliff) every BOUNDARY_OPTIMUM_RUN_DURATION; its events go "
                   "to the anomaly stream (idle when empty)", _boundary),
         Component("panorama", "stores anomaly events from the stream in SQL, once each",
-                  _panorama),
+                  _panorama, cluster_ready=True),
         Component("alerters", "routes anomalies to SMTP, Slack, PagerDuty, webhook, "
-                  "Alertmanager and syslog", _alerters),
+                  "Alertmanager and syslog", _alerters, cluster_ready=True),
         Component(
             "flux", "HTTP ingest (JSON, Prometheus remote_write, Influx, OTLP) on WEBAPP_PORT",
             _flux, routers=flux.routers, needs=("webapp",),

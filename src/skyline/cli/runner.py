@@ -13,6 +13,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from fastapi import APIRouter
+from sqlalchemy import exc as sa_exc
 
 from skyline import __version__
 from skyline.cli.components import REGISTRY, Component
@@ -21,11 +22,12 @@ from skyline.core.errors import PortInUse, StoreUnavailable
 from skyline.runtime.context import Backoff, Context, sleep_or_stop
 from skyline.settings import Settings
 from skyline.settings.show import mask_url
-from skyline.store.redis_client import CONNECTION_ERRORS, open_redis
+from skyline.store.redis_client import CONNECTION_ERRORS, open_redis, refuse_on_cluster
 
 log = logging.getLogger(__name__)
 
 STOP_TIMEOUT = 15  # seconds components get to stop, beyond the listeners' drain_timeout
+MIGRATION_RACES = 5  # failed migrations at start retried (another process migrating at once)
 
 
 def bind_ports(settings: Settings, components: Sequence[Component]) -> dict[str, socket.socket]:
@@ -67,6 +69,7 @@ async def _connect_sql(ctx: Context) -> None:
 
     url = ctx.settings.database_url
     backoff = Backoff("SQL database", mask_url(url), ctx.settings.redis.retry_max_backoff)
+    raced = 0
     while not ctx.stopping.is_set():
         try:
             engine = await asyncio.to_thread(db.make_engine, url, ctx.settings.database.pool_size)
@@ -75,6 +78,18 @@ async def _connect_sql(ctx: Context) -> None:
                 await asyncio.to_thread(db.upgrade, engine)
         except StoreUnavailable as e:
             if await sleep_or_stop(ctx.stopping, backoff.failed(e)):
+                return
+            continue
+        except sa_exc.DBAPIError as e:
+            # components started together on several hosts all migrate at start; one that
+            # meets a table another just created waits and looks again (then at head: done)
+            raced += 1
+            if raced > MIGRATION_RACES:
+                raise
+            log.warning("migrating the SQL database failed (%s); another Skyline process "
+                        "may be migrating it now: trying again", str(e.orig).splitlines()[0])
+            engine.dispose()
+            if await sleep_or_stop(ctx.stopping, 0.5 * raced):
                 return
             continue
         backoff.succeeded()
@@ -171,6 +186,13 @@ async def _main(settings: Settings, components: Sequence[Component], own_embedde
     child = inherited is not None  # a supervised component's process: the parent bound
     socks = inherited if inherited is not None else bind_ports(settings, components)
     handle = await asyncio.to_thread(open_redis, settings, wait=True)
+    if handle.cluster is not None:
+        for comp in components:
+            if not comp.cluster_ready:
+                for sock in socks.values():
+                    sock.close()
+                await asyncio.to_thread(handle.close, stop_embedded=False)
+                refuse_on_cluster(handle, f"the {comp.name} component")
     ctx = Context(settings, handle)
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):

@@ -47,18 +47,27 @@ class StoreUnavailable(SkylineError):
 
 
 class ClusterUnsupported(SkylineError):
-    """REDIS_URL names a node of a Redis Cluster. Each node holds only its own slots, so a
-    client that talks to one node would read and write part of the data and call it whole;
-    refuse instead, until the cluster-aware store exists."""
+    """A client that talks to one node met a Redis Cluster (a MOVED reply, or `who`, a
+    component not ready for a cluster, was asked to run on one). Each node holds only its
+    own slots, so such a client would read and write part of the data and call it whole;
+    refuse instead. The store's own cluster client also raises it for MOVED/ASK, as the
+    signal to re-learn the slot map."""
 
-    def __init__(self, url: str, seen: str):
+    def __init__(self, url: str, seen: str, who: str | None = None):
         self.url = url
         self.seen = seen
-        super().__init__(
-            f"Redis at {url} is a Redis Cluster node ({seen}); Skyline's hot store needs a "
-            "standalone Redis (a primary, optionally with replicas): against a cluster it "
-            "would analyse only the metrics on this node. Point REDIS_URL at a standalone "
-            "Redis (see docs/settings.md, REDIS_URL).")
+        self.who = who
+        if who is not None:
+            text = (f"Redis at {url} is a Redis Cluster; {who} does not run on a cluster "
+                    f"yet ({seen}). On a cluster run the cluster-ready components "
+                    "(`skyline serve horizon analyzer panorama`, see docs/scaling.md) and "
+                    "the others against a standalone Redis.")
+        else:
+            text = (f"Redis at {url} is a Redis Cluster node ({seen}); this client talks to "
+                    "one node and would see only that node's metrics. Point REDIS_URL at "
+                    "any node so the cluster is detected at start (docs/scaling.md), or at "
+                    "a standalone Redis.")
+        super().__init__(text)
 
 
 class PortInUse(SkylineError):

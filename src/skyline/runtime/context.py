@@ -36,7 +36,8 @@ class Context:
     def __post_init__(self) -> None:
         s = self.settings
         self.store = HotStore(self.redis.client, read_chunk_size=s.redis.read_chunk_size,
-                              write_batch_size=s.redis.write_batch_size)
+                              write_batch_size=s.redis.write_batch_size,
+                              cluster=self.redis.cluster)
         self.points = PointBuffer(self.store, s.redis.write_buffer_max_points)
 
     @property

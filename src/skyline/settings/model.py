@@ -719,9 +719,10 @@ class Settings(BaseSettings):
     )
     REDIS_URL: SecretStr | None = Field(
         None,
-        description="External Redis (redis://, rediss:// or unix://): a standalone server (a "
-        "node of a Redis Cluster is refused at start, as it holds only part of the keys). "
-        "Unset: Skyline runs an embedded Redis under DATA_DIR.",
+        description="External Redis (redis://, rediss:// or unix://): a standalone server, or "
+        "any node of a Redis Cluster (detected at start, the other nodes discovered; horizon, "
+        "analyzer and panorama run on a cluster, the other components refuse to start on one: "
+        "docs/scaling.md). Unset: Skyline runs an embedded Redis under DATA_DIR.",
     )
     DATABASE_URL: SecretStr | None = Field(
         None,

@@ -13,6 +13,7 @@ import redis
 from redis.connection import AbstractConnection
 
 from skyline.store import keys
+from skyline.store.cluster import ClusterStore
 
 
 def _bulk(b: bytes) -> bytes:
@@ -20,11 +21,18 @@ def _bulk(b: bytes) -> bytes:
 
 
 class StateStore:
-    def __init__(self, client: redis.Redis, *, batch: int = 2000) -> None:
+    """`cluster`: on a Redis Cluster the states are SET on each metric's own master (a
+    state shares its metric's hash tag; MSET across slots is refused there)."""
+
+    def __init__(self, client: redis.Redis, *, batch: int = 2000,
+                 cluster: ClusterStore | None = None) -> None:
         self.client = client
         self.batch = batch
+        self.cluster = cluster
 
     def read(self, names: Sequence[str]) -> list[bytes | None]:
+        if self.cluster is not None:
+            return self.cluster.read(names, keys.analysis_state, tail=1).beside
         out: list[bytes | None] = []
         for lo in range(0, len(names), self.batch):
             chunk = [keys.analysis_state(n) for n in names[lo:lo + self.batch]]
@@ -36,6 +44,11 @@ class StateStore:
     def write(self, names: Sequence[str], blobs: Sequence[bytes]) -> None:
         if len(names) != len(blobs):
             raise ValueError("one blob per name")
+        if self.cluster is not None:
+            stored = self.cluster.set(names, blobs, keys.analysis_state)
+            if stored != len(names):  # pragma: no cover - SET replaces any type
+                raise redis.ResponseError(f"{len(names) - stored} states not stored")
+            return
         pool = getattr(self.client, "connection_pool", None)
         for lo in range(0, len(names), self.batch):
             part, values = names[lo:lo + self.batch], blobs[lo:lo + self.batch]

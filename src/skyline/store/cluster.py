@@ -26,7 +26,7 @@ from __future__ import annotations
 import functools
 import logging
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
@@ -133,6 +133,34 @@ class ClusterStore:
         self._out = np.empty(0, dtype=np.uint8)
         self._pool = ThreadPoolExecutor(max_workers=16, thread_name_prefix="skyline-cluster")
 
+    @classmethod
+    def from_url(cls, url: str, timeout: float) -> ClusterStore:
+        """A store seeded with the node REDIS_URL names; its credentials and TLS (rediss://)
+        are used for every node the cluster reports."""
+        from redis.connection import parse_url
+
+        kw = parse_url(url)
+        seed = (str(kw.pop("host", "127.0.0.1")), int(kw.pop("port", 6379)))
+        kw.pop("db", None)  # a cluster has database 0 only
+        kw.pop("connection_class", None)
+        extra = {k: v for k, v in kw.items() if k in ("username", "password")}
+        if url.startswith("rediss://"):
+            extra["ssl"] = True
+
+        def connect(node: Node) -> redis.Redis:
+            return redis.Redis(host=node.host, port=node.port, socket_timeout=timeout,
+                               socket_connect_timeout=timeout, **extra)
+
+        return cls([seed], timeout=timeout, connect=connect)
+
+    def twin(self) -> ClusterStore:
+        """Another store on the same cluster with connections and a read buffer of its own
+        (a read's points stay valid until its own store's next read)."""
+        twin = ClusterStore([(n.host, n.port) for n in self.seeds], batch=self.batch, attempts=self.attempts,
+                            retry_wait=self.retry_wait, connect=self._connect)
+        twin.topology = self.topology
+        return twin
+
     # topology --------------------------------------------------------------------------------
     def client(self, node: Node) -> redis.Redis:
         c = self._clients.get(node)
@@ -190,15 +218,18 @@ class ClusterStore:
                                f"{what} failed {self.attempts} times: {last}")
 
     # reads -----------------------------------------------------------------------------------
-    def read(self, names: Sequence[str], *, tail: int | None = None,
-             key_of: Callable[[str], str] = keys.series) -> Flat:
-        """Every named series in order, as FlatReader.read gives it from one node; each
-        master's share read over its own connection. The points are a view into this store's
-        buffer: valid until its next read."""
-        return self._retrying("read", lambda topo: self._read(topo, names, tail, key_of))
+    def read(self, names: Sequence[str], beside: Callable[[str], str] | None = None, *,
+             tail: int | None = None, key_of: Callable[[str], str] = keys.series) -> Flat:
+        """Every named series in order, as FlatReader.read gives it from one node (with
+        `beside`, also each name's value beside it: the key shares the metric's hash tag, so
+        the same master holds it); each master's share read over its own connection. The
+        points are a view into this store's buffer: valid until its next read."""
+        return self._retrying("read", lambda topo: self._read(topo, names, tail, key_of,
+                                                              beside))
 
     def _read(self, topo: Topology, names: Sequence[str], tail: int | None,
-              key_of: Callable[[str], str]) -> Flat:
+              key_of: Callable[[str], str],
+              beside: Callable[[str], str] | None = None) -> Flat:
         owner = topo.masters_of(names, key_of)
         counts = np.zeros(len(names), dtype=np.int64)
         stats = FlatStats()
@@ -215,8 +246,9 @@ class ClusterStore:
         # the masters answer at once, each share on its own connection and thread (the
         # waits overlap; each result is a view into its node's reader, valid until its next
         # read)
-        futures = [self._pool.submit(r.read, share, tail=tail, key_of=key_of)
+        futures = [self._pool.submit(r.read, share, beside, tail=tail, key_of=key_of)
                    for _mine, r, share in jobs]
+        values: list[bytes | None] = [None] * len(names) if beside is not None else []
         shares: list[tuple[np.ndarray, Flat]] = []
         error: BaseException | None = None
         for (mine, _r, _share), fut in zip(jobs, futures, strict=True):
@@ -227,6 +259,9 @@ class ClusterStore:
                 continue
             counts[mine] = flat.counts
             shares.append((mine, flat))
+            if beside is not None:
+                for i, value in zip(mine.tolist(), flat.beside, strict=True):
+                    values[i] = value
             stats.missing += flat.stats.missing
             stats.wrong_type += flat.stats.wrong_type
             stats.corrupt += flat.stats.corrupt
@@ -248,7 +283,7 @@ class ClusterStore:
                     o = out_start[i]
                     out[o:o + size] = src[pos:pos + size]
                     pos += size
-        return Flat(self._out[:total].view(POINT_DTYPE), counts, stats)
+        return Flat(self._out[:total].view(POINT_DTYPE), counts, stats, values)
 
     # appends ---------------------------------------------------------------------------------
     def append(self, names: Sequence[str], payloads: Sequence[bytes],
@@ -256,8 +291,22 @@ class ClusterStore:
         """APPEND payloads[i] to key_of(names[i]) for every i, each master's share in pipelined
         batches over its own connection; returns how many were stored. A share that met MOVED
         or lost its connection is sent again once the slot map is re-learnt."""
+        return int((self.append_replies(names, payloads, key_of) >= 0).sum())
+
+    def set(self, names: Sequence[str], payloads: Sequence[bytes],
+            key_of: Callable[[str], str]) -> int:
+        """SET key_of(names[i]) to payloads[i] (the analysis states), as `append` sends its
+        APPENDs; returns how many were stored."""
+        return int((self.append_replies(names, payloads, key_of, verb=b"SET") >= 0).sum())
+
+    def append_replies(self, names: Sequence[str], payloads: Sequence[bytes],
+                       key_of: Callable[[str], str] = keys.series, *,
+                       verb: bytes = b"APPEND") -> np.ndarray:
+        """As `append`, with each command's reply: the key's new length (0 for a SET), or -1
+        where Redis refused it (a key of another type)."""
         todo = np.arange(len(names))
         stored = 0
+        replied = np.full(len(names), -1, dtype=np.int64)
 
         def work(topo: Topology) -> int:
             nonlocal todo, stored
@@ -269,26 +318,30 @@ class ClusterStore:
                 for lo in range(0, len(mine), self.batch):
                     chunk = mine[lo:lo + self.batch]
                     try:
-                        replies = self._append_chunk(node, chunk, names, payloads, key_of)
+                        replies = self._append_chunk(node, chunk, names, payloads, key_of,
+                                                     verb)
                     except _RETRYABLE as e:
                         failed.append(mine[lo:])
                         error = e
                         break
-                    bad = np.array([isinstance(r, Exception) for r in replies], dtype=bool)
-                    if bad.any():
-                        moved = [r for r in replies if isinstance(r, Exception)]
-                        text = str(moved[0])
-                        if not text.startswith(("MOVED", "ASK")):
-                            raise redis.ResponseError(text)
-                        failed.append(chunk[bad])
-                        error = ClusterUnsupported(str(node), text[:60])
-                    stored += int((~bad).sum())
+                    errors = [isinstance(r, Exception) for r in replies]
+                    moved = np.array([e and str(r).startswith(("MOVED", "ASK"))
+                                      for e, r in zip(errors, replies, strict=True)], dtype=bool)
+                    if moved.any():
+                        failed.append(chunk[moved])
+                        error = ClusterUnsupported(
+                            str(node), str(replies[int(np.argmax(moved))])[:60])
+                    ok = ~np.array(errors, dtype=bool)
+                    replied[chunk[ok]] = [r if isinstance(r, int) else 0
+                                          for r, good in zip(replies, ok, strict=True) if good]
+                    stored += int(ok.sum())
             todo = np.concatenate(failed) if failed else np.empty(0, dtype=np.int64)
             if error is not None:
                 raise error
             return stored
 
-        return int(self._retrying("append", work))
+        self._retrying(verb.decode().lower(), work)
+        return replied
 
     # the index ----------------------------------------------------------------------------
     def index(self, names: Sequence[str]) -> int:
@@ -316,12 +369,16 @@ class ClusterStore:
 
         return int(self._retrying("index", work))
 
-    def names(self) -> list[str]:
-        """Every metric in the cluster's index, sorted (each master scans its own shards)."""
+    def names(self, shards: Collection[int] | None = None) -> list[str]:
+        """Every metric in the cluster's index, sorted (each master scans its own shards);
+        with `shards`, only the metrics of those index shards (slot // 16)."""
+        wanted = set(range(keys.INDEX_SHARDS)) if shards is None else set(shards)
+
         def work(topo: Topology) -> list[str]:
             out: set[str] = set()
             for m, node in enumerate(topo.masters):
-                mine = [key for key in _index_keys() if topo.owner[_slot(key)] == m]
+                mine = [key for k, key in enumerate(_index_keys())
+                        if k in wanted and topo.owner[_slot(key)] == m]
                 client = self.client(node)
                 for key in mine:
                     out.update(n.decode() if isinstance(n, bytes) else str(n)
@@ -330,13 +387,41 @@ class ClusterStore:
 
         return list(self._retrying("names", work))
 
+    def count(self) -> int:
+        """How many metrics the index lists."""
+        def work(topo: Topology) -> int:
+            total = 0
+            for m, node in enumerate(topo.masters):
+                pipe = self.client(node).pipeline(transaction=False)
+                for key in _index_keys():
+                    if topo.owner[_slot(key)] == m:
+                        pipe.scard(key)
+                total += sum(int(n) for n in pipe.execute())
+            return total
+
+        return int(self._retrying("count", work))
+
+    def remove(self, names: Sequence[str]) -> None:
+        """Take names out of the index (their shards)."""
+        def work(topo: Topology) -> None:
+            shards: dict[str, list[str]] = {}
+            for name, slot in zip(names, topo.slots_of(names, keys.series).tolist(),
+                                  strict=True):
+                shards.setdefault(keys.metric_index_shard(slot), []).append(name)
+            for key, members in shards.items():
+                self.client(topo.masters[int(topo.owner[_slot(key)])]).srem(key, *members)
+
+        self._retrying("remove", work)
+
     def _append_chunk(self, node: Node, chunk: np.ndarray, names: Sequence[str],
-                      payloads: Sequence[bytes], key_of: Callable[[str], str]) -> list[Any]:
+                      payloads: Sequence[bytes], key_of: Callable[[str], str],
+                      verb: bytes = b"APPEND") -> list[Any]:
         pool = self.client(node).connection_pool
         conn = pool.get_connection()
         try:
             replies, _retried = _raw_appends(conn, [names[i] for i in chunk.tolist()],
-                                             [payloads[i] for i in chunk.tolist()], key_of)
+                                             [payloads[i] for i in chunk.tolist()], key_of,
+                                             verb)
         except BaseException:
             conn.disconnect()
             raise

@@ -9,7 +9,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import redis
@@ -20,6 +20,9 @@ from skyline.core.types import FloatArray, Series
 from skyline.store import keys
 from skyline.store.flatread import FlatReader
 from skyline.store.series import POINT_SIZE, decode, encode, normalise
+
+if TYPE_CHECKING:  # cluster.py builds on this module's raw appends
+    from skyline.store.cluster import ClusterStore
 
 try:
     import hiredis
@@ -51,21 +54,26 @@ def _decode_name(raw: bytes | str) -> str:
 
 # The write path sends APPENDs as RESP it packs itself and parses the replies with hiredis:
 # redis-py's pipeline spends ~8 us of Python per command, Redis ~0.5 us (bench/store.py).
-_APPEND_RESP = b"*3\r\n$6\r\nAPPEND\r\n$%d\r\n%b\r\n$%d\r\n%b\r\n"
+_KEY_VALUE_RESP = {
+    verb: b"*3\r\n$%d\r\n%b\r\n" % (len(verb), verb) + b"$%d\r\n%b\r\n$%d\r\n%b\r\n"
+    for verb in (b"APPEND", b"SET")
+}
 _READ_SIZE = 65536
 
 
 def _raw_appends(
     conn: AbstractConnection, batch: Sequence[str], payloads: Sequence[bytes],
-    key_of: Callable[[str], str] = keys.series,
+    key_of: Callable[[str], str] = keys.series, verb: bytes = b"APPEND",
 ) -> tuple[list[Any], bool]:
     """Send one APPEND per name (`payloads[i]` to the key `key_of(batch[i])`) in one write and
     read the replies: ints (the new length) or hiredis.ReplyError. Retried on connection errors
-    under the connection's Retry policy; returns (replies, whether it was retried)."""
+    under the connection's Retry policy; returns (replies, whether it was retried). With
+    `verb` b"SET" the same as SETs (replies b"OK"), for values that are replaced, not grown."""
+    template = _KEY_VALUE_RESP[verb]
     commands = []
     for name, payload in zip(batch, payloads, strict=True):
         key = key_of(name).encode()
-        commands.append(_APPEND_RESP % (len(key), key, len(payload), payload))
+        commands.append(template % (len(key), key, len(payload), payload))
     packed = [b"".join(commands)]
     attempts = 0
 
@@ -109,11 +117,15 @@ def _read_replies(conn: AbstractConnection, count: int) -> list[Any]:
 
 
 class HotStore:
+    """`cluster`: on a Redis Cluster, the store that sends the bulk reads and writes to each
+    key's master (store/cluster.py); `client` is then redis-py's cluster client."""
+
     def __init__(self, client: redis.Redis, *, read_chunk_size: int = 1000,
-                 write_batch_size: int = 10_000):
+                 write_batch_size: int = 10_000, cluster: ClusterStore | None = None):
         self.client = client
         self.read_chunk_size = read_chunk_size
         self.write_batch_size = write_batch_size
+        self.cluster = cluster
 
     # writes -------------------------------------------------------------------------------
     def append(
@@ -145,6 +157,9 @@ class HotStore:
         stats = WriteStats()
         if not names:
             return stats
+        if self.cluster is not None:
+            self._append_cluster(self.cluster, names, payloads, stats, index_all)
+            return stats
         pool = getattr(self.client, "connection_pool", None)
         if not HAVE_HIREDIS or pool is None:
             self._append_pipelined(names, payloads, stats, index_all)
@@ -174,6 +189,8 @@ class HotStore:
         append_payloads. Returns how many APPENDs Redis refused."""
         if not names:
             return 0
+        if self.cluster is not None:
+            return int((self.cluster.append_replies(names, payloads, key_of) < 0).sum())
         pool = getattr(self.client, "connection_pool", None)
         refused = 0
         if not HAVE_HIREDIS or pool is None:
@@ -194,6 +211,27 @@ class HotStore:
         finally:
             pool.release(conn)
         return refused
+
+    def _append_cluster(self, cluster: ClusterStore, names: Sequence[str],
+                        payloads: Sequence[bytes], stats: WriteStats, index_all: bool) -> None:
+        """The same writes on a cluster: each master's share over its own connection; the
+        series the APPENDs created go to the index shard on their own master."""
+        replies = cluster.append_replies(names, payloads)
+        sizes = np.fromiter((len(p) for p in payloads), dtype=np.int64, count=len(payloads))
+        ok = replies >= 0
+        stats.points += int(sizes[ok].sum()) // POINT_SIZE
+        for i in np.flatnonzero(~ok).tolist():
+            stats.errors.append(f"{names[i]}: refused (WRONGTYPE?)")
+        if index_all:
+            written = list(dict.fromkeys(names[i] for i in np.flatnonzero(ok).tolist()))
+            if written:
+                stats.new_metrics += cluster.index(written)
+            return
+        new = list(dict.fromkeys(names[i] for i in np.flatnonzero(ok & (replies == sizes))
+                                 .tolist()))
+        if new:
+            cluster.index(new)
+            stats.new_metrics += len(new)
 
     def _append_pipelined(self, names: Sequence[str], payloads: Sequence[bytes],
                           stats: WriteStats, index_all: bool) -> None:
@@ -245,23 +283,36 @@ class HotStore:
         for start in range(0, len(names), self.read_chunk_size):
             chunk = names[start : start + self.read_chunk_size]
             pipe = self.client.pipeline(transaction=False)
+            others = len(keys.metric_keys("x")) - 1  # its analysis state, scores, history
             for name in chunk:
                 pipe.delete(keys.series(name))
-                pipe.delete(*keys.metric_keys(name)[1:])  # its analysis state and scores
+                for key in keys.metric_keys(name)[1:]:  # one key a DEL: a cluster pipeline
+                    pipe.delete(key)
             pipe.hdel(keys.OPEN_INCIDENTS, *chunk)
-            pipe.srem(keys.METRIC_INDEX, *chunk)
-            deleted += sum(pipe.execute()[:-2:2])
+            if self.cluster is None:
+                pipe.srem(keys.METRIC_INDEX, *chunk)
+            replies = pipe.execute()
+            deleted += sum(replies[:len(chunk) * (1 + others):1 + others])
+            if self.cluster is not None:  # the index is split over the masters
+                self.cluster.remove(chunk)
         return deleted
 
     # index --------------------------------------------------------------------------------
     def names(self, pattern: str | None = None) -> list[str]:
         """Every metric name (sorted), or those matching one pattern."""
-        all_names = (_decode_name(n) for n in self.client.sscan_iter(keys.METRIC_INDEX, count=5000))
+        all_names: Iterable[str]
+        if self.cluster is not None:
+            all_names = self.cluster.names()
+        else:
+            all_names = (_decode_name(n)
+                         for n in self.client.sscan_iter(keys.METRIC_INDEX, count=5000))
         if pattern:
             return sorted(PatternSet([pattern]).filter(all_names))
         return sorted(all_names)
 
     def count(self) -> int:
+        if self.cluster is not None:
+            return self.cluster.count()
         return int(self.client.scard(keys.METRIC_INDEX))
 
     # reads --------------------------------------------------------------------------------
@@ -320,8 +371,9 @@ class HotStore:
         v = np.full(len(names), np.nan)
         if not names:
             return t, v
-        flat = FlatReader(self.client, batch=self.read_chunk_size,
-                          initial_bytes=len(names) * POINT_SIZE).read(names, tail=1)
+        reader = self.cluster if self.cluster is not None else FlatReader(
+            self.client, batch=self.read_chunk_size, initial_bytes=len(names) * POINT_SIZE)
+        flat = reader.read(names, tail=1)
         has = flat.counts > 0
         t[has] = flat.timestamps
         v[has] = flat.values

@@ -46,6 +46,10 @@ BOUNDARY_CHECKS = "skyline.boundary.checks"
 #: carry open incidents into the analysis states, then deleted
 LEGACY_ANALYZER_INCIDENTS = "skyline.analyzer.incidents"
 
+#: sorted set: the analyzers sharing a Redis Cluster's metrics (services/analyzer/leases.py),
+#: member id -> the Redis time its lease expires; each takes an equal run of the index shards
+ANALYZER_MEMBERS = "skyline.analyzer.members"
+
 #: Ionosphere's profile cache (the profiles themselves live in SQL): a counter bumped on every
 #: change, so the stage reloads at its next candidate; the set of metrics with enabled
 #: profiles; per metric, its enabled profiles (ionosphere_profiles(metric))

@@ -25,6 +25,7 @@ import redis
 
 from skyline.store import history as hist
 from skyline.store import keys
+from skyline.store.cluster import ClusterStore
 from skyline.store.series import decode, encode, normalise
 
 log = logging.getLogger(__name__)
@@ -96,8 +97,9 @@ class TrimStats:
 
 class Roomba:
     def __init__(self, client: redis.Redis, *, retention: float, batch_size: int = 500,
-                 history: HistoryPolicy | None = None):
+                 history: HistoryPolicy | None = None, cluster: ClusterStore | None = None):
         self.client = client
+        self.cluster = cluster  # on a Redis Cluster: the index is split over the masters
         self.retention = retention
         self.batch_size = batch_size
         self.history = history
@@ -154,13 +156,13 @@ class Roomba:
             stats.points_removed += removed
             writes.append((name, len(raw), encode(t2, v2)))
 
-        pipe = self.client.pipeline(transaction=False)
-        for name, expected, data in writes:
-            self._rewrite(keys=[key_of(name)], args=[expected, data], client=pipe)
-        if moving:
-            self._queue_moves(moving, now, pipe, stats)
         done = [name for name, _, _ in writes] + [m[0] for m in moving]
-        results = pipe.execute() if done else []
+        pipes, pipe_of = self._script_pipes(done, key_of)
+        for name, expected, data in writes:
+            self._rewrite(keys=[key_of(name)], args=[expected, data], client=pipe_of[name])
+        if moving:
+            self._queue_moves(moving, now, pipe_of, stats)
+        results = self._execute(pipes, [pipe_of[name] for name in done]) if done else []
         for k, (name, result) in enumerate(zip(done, results, strict=True)):
             if result == -1:
                 stats.conflicts += 1
@@ -175,6 +177,30 @@ class Roomba:
         if orphans and series:
             self._unindex(orphans)
         return stats
+
+    def _script_pipes(self, names: list[str], key_of: Callable[[str], str]
+                      ) -> tuple[list[redis.client.Pipeline], dict[str, redis.client.Pipeline]]:
+        """Pipelines for the scripts of `names`: one on a single Redis; on a cluster one per
+        master (its cluster client refuses pipelined scripts; each script's keys share one
+        metric's hash tag, so one master runs it)."""
+        if self.cluster is None or not names:
+            pipe = self.client.pipeline(transaction=False)
+            return [pipe], dict.fromkeys(names, pipe)
+        topo = self.cluster.refresh() if self.cluster.topology is None else \
+            self.cluster.topology
+        owner = topo.masters_of(names, key_of).tolist()
+        by_master: dict[int, redis.client.Pipeline] = {}
+        for m in dict.fromkeys(owner):
+            by_master[m] = self.cluster.client(topo.masters[m]).pipeline(transaction=False)
+        return list(by_master.values()), {n: by_master[m] for n, m in zip(names, owner,
+                                                                         strict=True)}
+
+    @staticmethod
+    def _execute(pipes: list[redis.client.Pipeline], order: list[redis.client.Pipeline]
+                 ) -> list[object]:
+        """Every pipeline's replies, back in the order the commands were queued over them."""
+        replies = {id(p): iter(p.execute()) for p in pipes}
+        return [next(replies[id(p)]) for p in order]
 
     def _cut_for_history(self, t: np.ndarray, v: np.ndarray, now: float
                          ) -> tuple[np.ndarray, np.ndarray, hist.Buckets | None]:
@@ -193,7 +219,8 @@ class Roomba:
         return t[k:], v[k:], hist.bucketise(t[:k], v[:k], r)
 
     def _queue_moves(self, moving: list[tuple[str, int, np.ndarray, np.ndarray, hist.Buckets]],
-                     now: float, pipe: redis.client.Pipeline, stats: TrimStats) -> None:
+                     now: float, pipe_of: dict[str, redis.client.Pipeline],
+                     stats: TrimStats) -> None:
         """Read the histories of the series that move buckets, merge and queue the scripts
         that write both."""
         assert self.history is not None
@@ -221,24 +248,32 @@ class Roomba:
             stats.buckets_moved += len(gone)
             sha = hashlib.sha1(raw).hexdigest() if raw is not None else ""
             self._move(keys=[keys.series(name), keys.history(name)],
-                       args=[expected, encode(t2, v2), hist.encode(merged), sha], client=pipe)
+                       args=[expected, encode(t2, v2), hist.encode(merged), sha],
+                       client=pipe_of[name])
 
     def _unindex(self, names: list[str]) -> None:
         """Remove names whose series is gone, with the rest of their keys (analysis state,
         scores); re-add any that a writer re-created meanwhile."""
-        self.client.srem(keys.METRIC_INDEX, *names)
+        if self.cluster is not None:
+            self.cluster.remove(names)
+        else:
+            self.client.srem(keys.METRIC_INDEX, *names)
         pipe = self.client.pipeline(transaction=False)
         for name in names:
             pipe.exists(keys.series(name))
         exists = pipe.execute()
         back = [n for n, e in zip(names, exists, strict=True) if e]
         if back:
-            self.client.sadd(keys.METRIC_INDEX, *back)
+            if self.cluster is not None:
+                self.cluster.index(back)
+            else:
+                self.client.sadd(keys.METRIC_INDEX, *back)
         gone = [n for n, e in zip(names, exists, strict=True) if not e]
         if gone:
             pipe = self.client.pipeline(transaction=False)
             for name in gone:
-                pipe.delete(*keys.metric_keys(name)[1:])
+                for key in keys.metric_keys(name)[1:]:  # one key a DEL: a cluster pipeline
+                    pipe.delete(key)
             pipe.hdel(keys.OPEN_INCIDENTS, *gone)  # an incident of a metric that is gone
             pipe.execute()
 
@@ -246,6 +281,8 @@ class Roomba:
         """Trim up to `max_keys` series, continuing from the cursor the last pass left."""
         total = TrimStats()
         raw_cursor = self.client.get(keys.roomba_cursor())
+        if self.cluster is not None:
+            return self._run_pass_sharded(now, max_keys, raw_cursor)
         cursor = int(raw_cursor) if raw_cursor else 0
         while total.examined < max_keys:
             cursor, members = self.client.sscan(keys.METRIC_INDEX, cursor, count=self.batch_size)
@@ -256,4 +293,31 @@ class Roomba:
                 total.wrapped = True
                 break
         self.client.set(keys.roomba_cursor(), cursor)
+        return total
+
+    def _run_pass_sharded(self, now: float, max_keys: int, raw_cursor: bytes | str | None
+                          ) -> TrimStats:
+        """run_pass on a cluster: the index shards in turn, the cursor "<shard>:<SSCAN
+        cursor>" (a shard's set lives on one master; SSCAN goes to it)."""
+        total = TrimStats()
+        shard, cursor = 0, 0
+        if raw_cursor:
+            try:
+                text = raw_cursor.decode() if isinstance(raw_cursor, bytes) else raw_cursor
+                a, _, b = text.partition(":")
+                shard, cursor = int(a) % keys.INDEX_SHARDS, int(b or 0)
+            except (UnicodeDecodeError, ValueError):
+                shard, cursor = 0, 0
+        while total.examined < max_keys:
+            key = keys.metric_index_shard(shard * (16384 // keys.INDEX_SHARDS))
+            cursor, members = self.client.sscan(key, cursor, count=self.batch_size)
+            names = [m.decode("utf-8", "replace") if isinstance(m, bytes) else m for m in members]
+            for lo in range(0, len(names), self.batch_size):
+                total.add(self.trim_names(names[lo:lo + self.batch_size], now))
+            if cursor == 0:
+                shard = (shard + 1) % keys.INDEX_SHARDS
+                if shard == 0:  # the end of the index, as SSCAN's cursor 0 on one node
+                    total.wrapped = True
+                    break
+        self.client.set(keys.roomba_cursor(), f"{shard}:{cursor}")
         return total

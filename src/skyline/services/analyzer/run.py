@@ -18,11 +18,14 @@ from skyline.analysis.emit import index_incidents, publish_all
 from skyline.analysis.judge import CustomFailures
 from skyline.analysis.stages import StageStats
 from skyline.core.events import AnomalyEvent
+from skyline.services.analyzer.leases import Leases
 from skyline.services.analyzer.slice import Job, SliceResult
 from skyline.services.analyzer.workers import InlinePool, PoolOutcome, WorkerPool
 from skyline.settings import Settings
 from skyline.store import keys
+from skyline.store.cluster import ClusterStore
 from skyline.store.hotstore import HotStore
+from skyline.store.redis_client import CONNECTION_ERRORS
 from skyline.store.sql.runs import RunStats
 
 log = logging.getLogger(__name__)
@@ -58,6 +61,12 @@ class RunReport:
     def metrics_per_second(self) -> float:
         d = self.stats.duration
         return self.stats.metrics / d if d > 0 else 0.0
+
+
+def lease_ttl(settings: Settings) -> float:
+    """How long an analyzer's share of a cluster stays its own without a renewal (it renews
+    at the start of every run): three run intervals, at least 10 s."""
+    return max(3 * settings.ANALYZER_OPTIMUM_RUN_DURATION, 10.0)
 
 
 def split(names: list[str], parts: int) -> list[list[str]]:
@@ -97,34 +106,55 @@ class Analyzer:
 
     def __init__(self, settings: Settings, client: redis.Redis, url: str, *,
                  processes: int | None = None, inline: bool = False,
-                 registry: Mapping[str, Any] | None = None) -> None:
+                 registry: Mapping[str, Any] | None = None,
+                 cluster: ClusterStore | None = None) -> None:
         self.settings = settings
         self.config: AnalyzerConfig = from_settings(settings, registry)
         self.client = client
-        self.store = HotStore(client)
+        self.store = HotStore(client, cluster=cluster)
+        self.cluster = cluster
+        # on a cluster, the analyzers running against it share its metrics by slot
+        self.leases = Leases(client, lease_ttl(settings)) if cluster is not None else None
         self._legacy_checked = False
         self.instance = settings.instance
         n = settings.ANALYZER_PROCESSES if processes is None else processes
         self.pool: WorkerPool | InlinePool
         if inline:
-            self.pool = InlinePool(self.config, client)
+            self.pool = InlinePool(self.config, client, cluster)
         else:
             self.pool = WorkerPool(self.config, url, processes=n,
                                    timeout=max(settings.redis.connect_timeout, 30.0),
-                                   runtime_limit=settings.MAX_ANALYZER_PROCESS_RUNTIME)
+                                   runtime_limit=settings.MAX_ANALYZER_PROCESS_RUNTIME,
+                                   on_cluster=cluster is not None)
         self._logged_errors: set[tuple[str, str]] = set()
+        self._members: list[str] = []
 
     def start(self) -> None:
         self.pool.start()
 
     def close(self) -> None:
         self.pool.close()
+        if self.leases is not None:
+            try:
+                self.leases.leave()  # the others take its shards at their next run
+            except CONNECTION_ERRORS as e:
+                log.warning("analyzer: could not leave the analyzers' membership (%s); its "
+                            "lease expires in %g s", e, self.leases.ttl)
 
     def run_once(self, now: float | None = None, stop: threading.Event | None = None
                  ) -> RunReport:
         started = time.time()
         t0 = time.perf_counter()
-        names = self.config.skip_filter(self.store.names())
+        if self.leases is not None and self.cluster is not None:
+            shards = self.leases.renew()
+            names = self.config.skip_filter(self.cluster.names(shards))
+            if self.leases.members != self._members:
+                self._members = list(self.leases.members)
+                log.info("analyzer: %d analyzer(s) share the cluster's metrics; this one "
+                         "(%s) takes index shards %d-%d of %d", len(self._members),
+                         self.leases.member, shards.start, shards.stop - 1, keys.INDEX_SHARDS)
+        else:
+            names = self.config.skip_filter(self.store.names())
         if not self._legacy_checked:
             # incidents kept by releases before the per-metric analysis state: forgotten (a
             # metric still broken opens a new incident at its next point)

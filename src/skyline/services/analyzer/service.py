@@ -103,7 +103,8 @@ async def run(ctx: Context) -> None:
         await ctx.stopping.wait()
         return
     stop = threading.Event()
-    analyzer = await asyncio.to_thread(Analyzer, s, ctx.client, redis_url(ctx))
+    analyzer = await asyncio.to_thread(Analyzer, s, ctx.client, redis_url(ctx),
+                                       cluster=ctx.redis.cluster)
     saver = RunSaver(ctx, tel)
 
     async def _watch_stop() -> None:

@@ -28,6 +28,7 @@ from skyline.analysis.stages import StageContext, StageStats
 from skyline.core.events import AnomalyEvent
 from skyline.store import keys
 from skyline.store.analysis_state import StateStore
+from skyline.store.cluster import ClusterStore
 from skyline.store.flatread import Flat, FlatReader
 from skyline.store.hotstore import HotStore
 from skyline.store.series import POINT_SIZE, encode
@@ -85,11 +86,18 @@ class SliceAnalyzer:
     """Lives in a worker process for its whole life: the read buffers, the pipeline and the
     custom algorithms' process are made once and reused every run."""
 
-    def __init__(self, config: AnalyzerConfig, client: redis.Redis) -> None:
+    def __init__(self, config: AnalyzerConfig, client: redis.Redis,
+                 cluster: ClusterStore | None = None) -> None:
         self.config = config
-        self.readers = [FlatReader(client, batch=config.read_batch) for _ in range(2)]
-        self.states = StateStore(client)
-        self.store = HotStore(client)
+        # two readers: one fills the next chunk while the other's is analysed (a read's
+        # points stay valid until its reader's next read); on a cluster, two stores
+        self.readers: list[FlatReader] | list[ClusterStore]
+        if cluster is None:
+            self.readers = [FlatReader(client, batch=config.read_batch) for _ in range(2)]
+        else:
+            self.readers = [cluster, cluster.twin()]
+        self.states = StateStore(client, cluster=cluster)
+        self.store = HotStore(client, cluster=cluster)
         self.isolation = Isolation(config.customs) if config.customs else None
         self.pipeline = config.pipeline(self.isolation,
                                         context=StageContext(client=client))
@@ -97,11 +105,13 @@ class SliceAnalyzer:
 
     def close(self) -> None:
         self._pool.shutdown(wait=True)
+        if isinstance(self.readers[1], ClusterStore):
+            self.readers[1].close()
         self.pipeline.stages.close()
         if self.isolation is not None:
             self.isolation.close()
 
-    def _fetch(self, reader: FlatReader, names: Sequence[str]
+    def _fetch(self, reader: FlatReader | ClusterStore, names: Sequence[str]
                ) -> tuple[Flat, list[bytes | None], float, float]:
         started = time.perf_counter()
         flat = reader.read(names, beside=keys.analysis_state)  # series and states together

@@ -24,7 +24,8 @@ import redis
 from skyline.analysis.config import AnalyzerConfig
 from skyline.runtime.processes import mp_context
 from skyline.services.analyzer.slice import Job, SliceAnalyzer, SliceResult
-from skyline.store.redis_client import CONNECTION_ERRORS, make_client
+from skyline.store.cluster import ClusterStore
+from skyline.store.redis_client import CONNECTION_ERRORS, make_client, make_cluster_client
 
 log = logging.getLogger(__name__)
 
@@ -32,11 +33,20 @@ STARTUP_TIMEOUT = 120.0
 POLL = 0.2
 
 
-def _worker_main(conn: Connection, config: AnalyzerConfig, url: str, timeout: float) -> None:
+def _worker_main(conn: Connection, config: AnalyzerConfig, url: str, timeout: float,
+                 on_cluster: bool = False) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the parent, which stops us
-    client = make_client(url, timeout)
+    cluster: ClusterStore | None = None
     try:
-        analyzer = SliceAnalyzer(config, client)
+        if on_cluster:  # the parent found a cluster at start; this connects to learn its map
+            client = make_cluster_client(url, timeout)
+            cluster = ClusterStore.from_url(url, timeout)
+        else:  # connects on first use: a worker starts while Redis is down
+            client = make_client(url, timeout)
+        analyzer = SliceAnalyzer(config, client, cluster)
+    except CONNECTION_ERRORS as e:  # the cluster's map could not be learnt: one line
+        conn.send(("error", f"Redis unreachable at start: {type(e).__name__}: {e}"))
+        return
     except Exception:  # noqa: BLE001 - reported to the parent, which logs it
         conn.send(("error", traceback.format_exc()))
         return
@@ -58,6 +68,8 @@ def _worker_main(conn: Connection, config: AnalyzerConfig, url: str, timeout: fl
     finally:
         analyzer.close()
         client.close()
+        if cluster is not None:
+            cluster.close()
 
 
 @dataclass
@@ -76,9 +88,10 @@ class _Worker:
 
 class WorkerPool:
     def __init__(self, config: AnalyzerConfig, url: str, *, processes: int, timeout: float,
-                 runtime_limit: float, context: Any = None) -> None:
+                 runtime_limit: float, context: Any = None, on_cluster: bool = False) -> None:
         self.config = config
         self.url = url
+        self.on_cluster = on_cluster
         self.processes = processes
         self.timeout = timeout
         self.runtime_limit = runtime_limit
@@ -89,7 +102,8 @@ class WorkerPool:
     def _start(self, index: int) -> _Worker:
         parent, child = self.context.Pipe()
         proc = self.context.Process(target=_worker_main,
-                                    args=(child, self.config, self.url, self.timeout),
+                                    args=(child, self.config, self.url, self.timeout,
+                                          self.on_cluster),
                                     name=f"skyline-analyzer-{index}")
         proc.start()
         child.close()
@@ -190,8 +204,9 @@ class WorkerPool:
 class InlinePool:
     """The same work in this process, one slice after another (tests, `--processes 0`)."""
 
-    def __init__(self, config: AnalyzerConfig, client: redis.Redis) -> None:
-        self.analyzer = SliceAnalyzer(config, client)
+    def __init__(self, config: AnalyzerConfig, client: redis.Redis,
+                 cluster: ClusterStore | None = None) -> None:
+        self.analyzer = SliceAnalyzer(config, client, cluster)
         self.processes = 1
         self.restarts = 0
 

@@ -17,7 +17,7 @@ async def run(ctx: Context) -> None:
                             span=s.mirage.history_days * 86400,
                             batch=s.mirage.history_batch) if s.mirage.history_days > 0 else None
     roomba = Roomba(ctx.client, retention=s.retention, batch_size=s.roomba.batch_size,
-                    history=history)
+                    history=history, cluster=ctx.redis.cluster)
     tel = ctx.telemetry("roomba")
 
     def one_pass() -> None:

@@ -45,7 +45,7 @@ from skyline.settings.show import mask_url
 from skyline.settings.thunder import COMPONENTS, ThunderCheck
 from skyline.store import keys
 from skyline.store.hotstore import HotStore
-from skyline.store.redis_client import CONNECTION_ERRORS, make_client
+from skyline.store.redis_client import CONNECTION_ERRORS, get_many, make_client
 from skyline.store.sql import alerts as q
 from skyline.store.sql import db
 from skyline.telemetry import Telemetry
@@ -201,7 +201,7 @@ class Thunder:
         pairs = [_text(m).partition(":") for m in self.client.smembers(keys.TELEMETRY_INDEX)]
         watched = [(c, inst) for c, _, inst in pairs if c in COMPONENTS]
         names = [keys.heartbeat(f"{c}.{inst}") for c, inst in watched]
-        for (component, _), raw in zip(watched, self.client.mget(names) if names else [],
+        for (component, _), raw in zip(watched, get_many(self.client, names),
                                        strict=True):
             if raw is None:
                 continue

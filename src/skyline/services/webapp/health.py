@@ -10,7 +10,7 @@ import sqlalchemy as sa
 
 from skyline.runtime.context import Context
 from skyline.store import keys
-from skyline.store.redis_client import CONNECTION_ERRORS
+from skyline.store.redis_client import CONNECTION_ERRORS, get_many
 
 # a component instance whose heartbeat stopped is shown as stopped for this long, then
 # forgotten (an instance that was moved or retired does not haunt the page for ever)
@@ -28,7 +28,7 @@ def heartbeats(ctx: Context) -> dict[str, Any]:
     out: dict[str, Any] = {}
     seen = {_text(k): v for k, v in ctx.client.hgetall(keys.HEARTBEATS_SEEN).items()}
     names = sorted(seen)
-    values = ctx.client.mget([keys.heartbeat(n) for n in names]) if names else []
+    values = get_many(ctx.client, [keys.heartbeat(n) for n in names])
     now = time.time()
     forget = []
     for name, raw in zip(names, values, strict=True):
