@@ -140,6 +140,7 @@ secret = "s3cret"
         ra, rb = _wait(both_ran, "a run of each analyzer after both joined", procs=procs)
         assert ra.metrics + rb.metrics == N
         assert min(ra.metrics, rb.metrics) > N / 4  # a real share each (by slot range)
+        assert not {"WrongType", "DeletedByRoomba"} & (set(ra.exceptions) | set(rb.exceptions))
 
         # spikes: each planted one is found once
         t_spike = now + 30
@@ -205,3 +206,61 @@ def test_a_component_not_ready_for_a_cluster_refuses_to_start(
     assert r.returncode != 0
     assert "Redis Cluster" in r.stderr and "boundary" in r.stderr
     assert "Traceback" not in r.stderr
+
+
+def test_a_master_killed_mid_load_loses_no_point_and_the_next_run_covers_every_metric(
+        cluster: RedisCluster, tmp_path: Path) -> None:
+    """Points stream into horizon while a master is killed: its replica is promoted, the
+    write buffer keeps what it could not store meanwhile, and every point sent is stored
+    once the cluster is whole again; the analyzer's next run reads every metric."""
+    url = f"redis://127.0.0.1:{cluster.ports[0]}/0"
+    db = f"sqlite:///{tmp_path / 'skyline.db'}"
+    base = env_for(tmp_path / "var", free_port(), SKYLINE_REDIS_URL=url,
+                   SKYLINE_ANALYZER_OPTIMUM_RUN_DURATION=str(INTERVAL),
+                   SKYLINE_ANALYZER_PROCESSES="1", SKYLINE_DATABASE_URL=db)
+    plaintext = int(base["SKYLINE_HORIZON__PLAINTEXT_PORT"])
+    horizon = Running(base, tmp_path, "serve", "horizon")
+    analyzer = Running(base, tmp_path, "serve", "analyzer")
+    procs = (horizon, analyzer)
+    names = _names()
+    store = ClusterStore(cluster.seeds[:1], timeout=5)
+    store.refresh()  # learns every node: the seed is the master killed below
+    engine = make_engine(db)
+    sent = 0
+    try:
+        t0 = int(time.time()) - 600
+        ticks = 60  # one point per metric per second of metric time
+
+        def tick(k: int) -> list[str]:
+            return [f"{n} {k} {t0 + k}\n" for n in names]
+
+        _wait(lambda: _try_send(plaintext, tick(0)), "horizon listening", procs=procs)
+        sent = 1
+        with socket.create_connection(("127.0.0.1", plaintext), timeout=30) as s:
+            for k in range(1, ticks):
+                s.sendall("".join(tick(k)).encode())
+                sent += 1
+                if k == ticks // 3:
+                    cluster.kill_master(0)  # returns once the replica serves its slots
+                time.sleep(0.05)
+
+        def stored() -> bool:
+            flat = store.read(names)
+            per = np.split(flat.timestamps, np.cumsum(flat.counts)[:-1])
+            return all(len(np.unique(t)) == sent for t in per)
+
+        _wait(stored, "every point sent stored on the masters after the failover",
+              procs=procs)
+        after = time.time() + INTERVAL
+        run = _wait(lambda: [r for r in latest_runs(engine, limit=200)
+                             if r.started > after and r.metrics == N],
+                    "an analyzer run over every metric after the failover", procs=procs)
+        assert run
+    finally:
+        store.close()
+        engine.dispose()
+        for p in procs:
+            if p.proc.poll() is None:
+                p.stop()
+    assert sent == 60
+    assert "Traceback" not in horizon.stderr, horizon.stderr[-3000:]

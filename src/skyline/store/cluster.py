@@ -59,22 +59,29 @@ class Node:
 class Topology:
     """Which master serves each of the 16,384 slots."""
 
-    def __init__(self, masters: list[Node], owner: np.ndarray):
+    def __init__(self, masters: list[Node], owner: np.ndarray,
+                 replicas: Sequence[Node] = ()):
         self.masters = masters
         self.owner = owner  # int16 per slot: index into masters, -1 when unserved
+        self.replicas = list(replicas)
 
     @classmethod
     def from_slots(cls, reply: Sequence[Any]) -> Topology:
         masters: list[Node] = []
+        replicas: list[Node] = []
         owner = np.full(SLOTS, -1, dtype=np.int16)
+
+        def node_of(entry: Sequence[Any]) -> Node:
+            host = entry[0].decode() if isinstance(entry[0], bytes) else str(entry[0])
+            return Node(host or "127.0.0.1", int(entry[1]))
+
         for entry in reply:
-            lo, hi, master = int(entry[0]), int(entry[1]), entry[2]
-            host = master[0].decode() if isinstance(master[0], bytes) else str(master[0])
-            node = Node(host or "127.0.0.1", int(master[1]))
+            lo, hi, node = int(entry[0]), int(entry[1]), node_of(entry[2])
             if node not in masters:
                 masters.append(node)
             owner[lo:hi + 1] = masters.index(node)
-        return cls(masters, owner)
+            replicas += [r for r in map(node_of, entry[3:]) if r not in replicas]
+        return cls(masters, owner, replicas)
 
     def slots_of(self, names: Sequence[str], key_of: Callable[[str], str]) -> np.ndarray:
         return np.fromiter((key_slot(key_of(n).encode()) for n in names), dtype=np.int32,
@@ -84,6 +91,11 @@ class Topology:
                    ) -> np.ndarray:
         """The index of the master that owns each name's key (its hash tag's slot)."""
         return self.owner[self.slots_of(names, key_of)]
+
+
+class ClusterUnavailable(StoreUnavailable, redis.ConnectionError):
+    """The cluster could not serve a read or write after every retry: a connection error to
+    callers (the write buffer keeps its points and backs off, an analyzer run is retried)."""
 
 
 def _slot(key: str) -> int:
@@ -133,10 +145,16 @@ class ClusterStore:
         self._out = np.empty(0, dtype=np.uint8)
         self._pool = ThreadPoolExecutor(max_workers=16, thread_name_prefix="skyline-cluster")
 
+    @property
+    def nodes(self) -> list[tuple[str, int]]:
+        """Every node this store knows of (its seeds and every node the cluster reported)."""
+        return [(n.host, n.port) for n in self.seeds]
+
     @classmethod
-    def from_url(cls, url: str, timeout: float) -> ClusterStore:
-        """A store seeded with the node REDIS_URL names; its credentials and TLS (rediss://)
-        are used for every node the cluster reports."""
+    def from_url(cls, url: str, timeout: float,
+                 seeds: Sequence[tuple[str, int]] = ()) -> ClusterStore:
+        """A store seeded with the node REDIS_URL names (and `seeds`, nodes learnt before);
+        its credentials and TLS (rediss://) are used for every node the cluster reports."""
         from redis.connection import parse_url
 
         kw = parse_url(url)
@@ -151,7 +169,7 @@ class ClusterStore:
             return redis.Redis(host=node.host, port=node.port, socket_timeout=timeout,
                                socket_connect_timeout=timeout, **extra)
 
-        return cls([seed], timeout=timeout, connect=connect)
+        return cls([seed, *[n for n in seeds if n != seed]], timeout=timeout, connect=connect)
 
     def twin(self) -> ClusterStore:
         """Another store on the same cluster with connections and a read buffer of its own
@@ -173,6 +191,8 @@ class ClusterStore:
         seeds)."""
         known = self.topology.masters if self.topology is not None else []
         last: Exception | None = None
+        # the seeds grow with every node the cluster reported: when the node REDIS_URL
+        # names is the one that died, the others still answer
         for node in [*known, *[s for s in self.seeds if s not in known]]:
             try:
                 reply = self.client(node).execute_command("CLUSTER", "SLOTS")
@@ -181,13 +201,14 @@ class ClusterStore:
                 self._drop(node)
                 continue
             topo = Topology.from_slots(reply)
+            self.seeds += [n for n in (*topo.masters, *topo.replicas) if n not in self.seeds]
             for gone in set(self._clients) - set(topo.masters) - set(self.seeds):
                 self._drop(gone)
             self.topology = topo
             self.refreshes += 1
             return topo
-        raise StoreUnavailable("Redis Cluster", ", ".join(map(str, self.seeds)),
-                               f"no node answers CLUSTER SLOTS: {last}")
+        raise ClusterUnavailable("Redis Cluster", ", ".join(map(str, self.seeds)),
+                                 f"no node answers CLUSTER SLOTS: {last}")
 
     def _drop(self, node: Node) -> None:
         c = self._clients.pop(node, None)
@@ -214,8 +235,8 @@ class ClusterStore:
                     log.warning("redis cluster: %s: %s; re-learning the slot map and retrying",
                                 what, e)
                 time.sleep(self.retry_wait)
-        raise StoreUnavailable("Redis Cluster", ", ".join(map(str, self.seeds)),
-                               f"{what} failed {self.attempts} times: {last}")
+        raise ClusterUnavailable("Redis Cluster", ", ".join(map(str, self.seeds)),
+                                 f"{what} failed {self.attempts} times: {last}")
 
     # reads -----------------------------------------------------------------------------------
     def read(self, names: Sequence[str], beside: Callable[[str], str] | None = None, *,

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import cast
@@ -20,7 +20,11 @@ from skyline.store.embedded import EmbeddedRedis
 
 log = logging.getLogger(__name__)
 
-CONNECTION_ERRORS = (redis.ConnectionError, redis.TimeoutError, OSError)
+# Redis unreachable, for now: the caller backs off and tries again. On a cluster, also a
+# cluster that is down or re-mapping slots during a failover (redis-py's cluster client)
+CONNECTION_ERRORS = (redis.ConnectionError, redis.TimeoutError, OSError,
+                     redis.exceptions.ClusterDownError, redis.exceptions.TryAgainError,
+                     redis.exceptions.SlotNotCoveredError)
 
 
 @dataclass
@@ -52,13 +56,18 @@ def make_client(url: str, timeout: float) -> redis.Redis:
     )
 
 
-def make_cluster_client(url: str, timeout: float) -> redis.Redis:
+def make_cluster_client(url: str, timeout: float,
+                        seeds: Sequence[tuple[str, int]] = ()) -> redis.Redis:
     """redis-py's cluster client for the single-key commands (streams, hashes, heartbeats):
-    it learns the slot map from the node `url` names and follows MOVED/ASK. Typed as a
-    Redis: it answers the commands the cluster-ready components send (a multi-key command
-    across slots is refused by the cluster, never half done)."""
+    it learns the slot map from the node `url` names (or any of `seeds`) and follows
+    MOVED/ASK. Typed as a Redis: it answers the commands the cluster-ready components send
+    (a multi-key command across slots is refused by the cluster, never half done)."""
+    from redis.cluster import ClusterNode
+
+    startup = [ClusterNode(h, p) for h, p in seeds]
     return cast(redis.Redis, redis.RedisCluster.from_url(
-        url, socket_timeout=timeout, socket_connect_timeout=timeout))
+        url, socket_timeout=timeout, socket_connect_timeout=timeout,
+        **({"startup_nodes": startup} if startup else {})))
 
 
 def get_many(client: redis.Redis, names: list[str]) -> list[bytes | None]:

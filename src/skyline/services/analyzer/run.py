@@ -125,7 +125,7 @@ class Analyzer:
             self.pool = WorkerPool(self.config, url, processes=n,
                                    timeout=max(settings.redis.connect_timeout, 30.0),
                                    runtime_limit=settings.MAX_ANALYZER_PROCESS_RUNTIME,
-                                   on_cluster=cluster is not None)
+                                   cluster_nodes=cluster.nodes if cluster is not None else ())
         self._logged_errors: set[tuple[str, str]] = set()
         self._members: list[str] = []
 

@@ -34,13 +34,13 @@ POLL = 0.2
 
 
 def _worker_main(conn: Connection, config: AnalyzerConfig, url: str, timeout: float,
-                 on_cluster: bool = False) -> None:
+                 cluster_nodes: Sequence[tuple[str, int]] = ()) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the parent, which stops us
     cluster: ClusterStore | None = None
     try:
-        if on_cluster:  # the parent found a cluster at start; this connects to learn its map
-            client = make_cluster_client(url, timeout)
-            cluster = ClusterStore.from_url(url, timeout)
+        if cluster_nodes:  # the parent found a cluster (these nodes) at start; learn its map
+            client = make_cluster_client(url, timeout, cluster_nodes)
+            cluster = ClusterStore.from_url(url, timeout, cluster_nodes)
         else:  # connects on first use: a worker starts while Redis is down
             client = make_client(url, timeout)
         analyzer = SliceAnalyzer(config, client, cluster)
@@ -88,10 +88,11 @@ class _Worker:
 
 class WorkerPool:
     def __init__(self, config: AnalyzerConfig, url: str, *, processes: int, timeout: float,
-                 runtime_limit: float, context: Any = None, on_cluster: bool = False) -> None:
+                 runtime_limit: float, context: Any = None,
+                 cluster_nodes: Sequence[tuple[str, int]] = ()) -> None:
         self.config = config
         self.url = url
-        self.on_cluster = on_cluster
+        self.cluster_nodes = list(cluster_nodes)  # on a cluster: every node known at start
         self.processes = processes
         self.timeout = timeout
         self.runtime_limit = runtime_limit
@@ -103,7 +104,7 @@ class WorkerPool:
         parent, child = self.context.Pipe()
         proc = self.context.Process(target=_worker_main,
                                     args=(child, self.config, self.url, self.timeout,
-                                          self.on_cluster),
+                                          self.cluster_nodes),
                                     name=f"skyline-analyzer-{index}")
         proc.start()
         child.close()
