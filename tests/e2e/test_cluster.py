@@ -1,18 +1,22 @@
 """Skyline on a real Redis Cluster (3 masters, 3 replicas: tests/rediscluster.py), through the
 real commands as a user spreads it: `skyline serve horizon`, two `skyline serve analyzer`,
-`skyline serve panorama`, `skyline serve alerters` and `skyline serve webapp`, each its own
+`skyline serve panorama`, `skyline serve alerters` and `skyline serve flux` (with the web
+app it lives on), each its own
 process, all with REDIS_URL naming one node.
 
 Points sent over Graphite plaintext land on their masters; the two analyzers share the
 metrics (every metric analysed by exactly one of them per run); the planted spikes reach
-SQL and a webhook, once each; the web app's health, metric list and series read the whole cluster; when one analyzer
+SQL and a webhook, once each; points posted to flux land too; the web app's health, metric
+list and series read the whole cluster; when one analyzer
 is killed the other takes its metrics; a component that cannot run on a cluster refuses to
 start with a clear error."""
 
 from __future__ import annotations
 
+import json
 import signal
 import socket
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -34,6 +38,7 @@ from tests.rediscluster import RedisCluster
 N = 240
 SPIKED = [f"cl.svc{i % 7}.m{i}" for i in range(0, N, 40)]  # 6 metrics
 INTERVAL = 2  # ANALYZER_OPTIMUM_RUN_DURATION
+FLUX_KEY = "F" * 32
 
 
 def _names() -> list[str]:
@@ -101,7 +106,8 @@ secret = "s3cret"
     panorama = Running(base, tmp_path, "serve", "panorama")
     a = Running({**base, "SKYLINE_INSTANCE_NAME": "analyzer-a"}, tmp_path, "serve", "analyzer")
     b = Running({**base, "SKYLINE_INSTANCE_NAME": "analyzer-b"}, tmp_path, "serve", "analyzer")
-    web = Running(base, tmp_path, "serve", "webapp")
+    web = Running({**base, "SKYLINE_FLUX_API_KEYS": json.dumps({FLUX_KEY: ""})}, tmp_path,
+                  "serve", "flux")
     alerters = Running(base, tmp_path, "serve", "alerters")
     procs = (horizon, panorama, a, b, web, alerters)
     http = f"http://127.0.0.1:{base['SKYLINE_WEBAPP_PORT']}"
@@ -157,8 +163,15 @@ secret = "s3cret"
                         if {a["alert"]["metric"] for a in sink.accepted} >= set(SPIKED)
                         else None, "a webhook alert for every planted spike", procs=procs)
 
-        # the web app sees the whole cluster
+        # the web app sees the whole cluster; flux writes to it
         health = web.wait_healthy(http)
+        body = {"key": FLUX_KEY, "metrics": [
+            {"metric": names[3], "timestamp": int(now) + 30, "value": 7.5}]}
+        posted = httpx.post(f"{http}/flux/metric_data_post", json=body)
+        assert posted.status_code in (200, 204), posted.text
+        _wait(lambda: store.read([names[3]]).counts[0] == len(t) + 1, "the flux point stored",
+              procs=procs)
+        assert store.read([names[3]]).values[-1] == 7.5
         assert health["redis"]["metrics"] == N, health
         listed = httpx.get(f"{http}/api/v1/metrics", params={"limit": 1000}, headers=AUTH)
         assert listed.status_code == 200 and listed.json()["total"] == N
@@ -236,13 +249,28 @@ def test_a_master_killed_mid_load_loses_no_point_and_the_next_run_covers_every_m
 
         _wait(lambda: _try_send(plaintext, tick(0)), "horizon listening", procs=procs)
         sent = 1
-        with socket.create_connection(("127.0.0.1", plaintext), timeout=30) as s:
-            for k in range(1, ticks):
-                s.sendall("".join(tick(k)).encode())
-                sent += 1
-                if k == ticks // 3:
-                    cluster.kill_master(0)  # returns once the replica serves its slots
-                time.sleep(0.05)
+        progress = threading.Event()
+
+        def sender() -> None:
+            # keeps sending through the kill and the election (the nodes answer CLUSTERDOWN
+            # meanwhile): horizon's buffer must hold those points until a master takes them
+            nonlocal sent
+            with socket.create_connection(("127.0.0.1", plaintext), timeout=30) as s:
+                for k in range(1, ticks):
+                    s.sendall("".join(tick(k)).encode())
+                    sent += 1
+                    if k == 10:
+                        progress.set()
+                    time.sleep(0.15)
+
+        thread = threading.Thread(target=sender)
+        thread.start()
+        assert progress.wait(60)
+        cluster.kill_master(0)  # returns once the replica serves its slots
+        killed_at = sent
+        thread.join(120)
+        assert not thread.is_alive()
+        assert killed_at < ticks - 5  # points were sent after the kill, not only before
 
         def stored() -> bool:
             flat = store.read(names)

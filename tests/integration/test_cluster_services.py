@@ -127,3 +127,45 @@ def test_analyzers_share_the_shards_and_take_over_a_member_that_left_or_expired(
     assert a.renew() == range(0, 512)
     time.sleep(1.2)  # b stops renewing: its lease runs out on Redis's clock
     assert a.renew() == range(0, keys.INDEX_SHARDS) and a.members == ["a"]
+
+
+def test_only_wrongtype_makes_the_roomba_delete_a_key() -> None:
+    """A cluster failing over answers CLUSTERDOWN to every GET: the roomba must raise it, not
+    take the series for a key of another type and delete it."""
+    from redis.exceptions import ClusterDownError, ResponseError
+
+    from skyline.store.roomba import _wrong_type
+
+    assert _wrong_type(ResponseError("WRONGTYPE Operation against a key holding the wrong "
+                                     "kind of value"))
+    assert not _wrong_type(ClusterDownError("CLUSTERDOWN The cluster is down"))
+    assert not _wrong_type(ResponseError("TRYAGAIN Multiple keys request during rehashing"))
+    assert not _wrong_type(b"\x00" * 16)
+
+
+def test_an_append_during_clusterdown_is_retried_never_reported_refused(
+        cluster: RedisCluster) -> None:
+    """While a master's slots are served by no one the nodes answer CLUSTERDOWN: the append
+    is retried and, when the slots never come back, fails as unavailable (the write buffer
+    keeps the points) instead of reporting them refused and dropping them."""
+    from skyline.store.cluster import ClusterUnavailable
+
+    store = ClusterStore(cluster.seeds, timeout=5, attempts=3, retry_wait=0.1)
+    names = _names("down")
+    try:
+        store.refresh()
+        owner = cluster.client(0)
+        mine = [s for s in range(16384) if store.topology.owner[s] == 0]
+        owner.execute_command("CLUSTER", "DELSLOTS", *mine)
+        try:
+            with pytest.raises(ClusterUnavailable):
+                store.append_replies(names, [encode(np.array([1.0]), np.array([1.0]))] * N)
+        finally:
+            owner.execute_command("CLUSTER", "ADDSLOTS", *mine)
+            owner.close()
+        store.attempts = 40  # the nodes agree on the returned slots within a few tries
+        replies, _resent = store.append_replies(
+            names, [encode(np.array([2.0]), np.array([1.0]))] * N)
+        assert (replies > 0).all()  # every name stored once the slots are back
+    finally:
+        store.close()

@@ -170,7 +170,7 @@ REGISTRY: dict[str, Component] = {
                   "Alertmanager and syslog", _alerters, cluster_ready=True),
         Component(
             "flux", "HTTP ingest (JSON, Prometheus remote_write, Influx, OTLP) on WEBAPP_PORT",
-            _flux, routers=flux.routers, needs=("webapp",),
+            _flux, routers=flux.routers, needs=("webapp",), cluster_ready=True,
         ),
         Component("luminosity", "related metrics of each anomaly, and incidents that group "
                   "metrics broken together (LUMINOSITY_ENABLED)", _luminosity),

@@ -87,7 +87,8 @@ async def _connect_sql(ctx: Context) -> None:
             if raced > MIGRATION_RACES:
                 raise
             log.warning("migrating the SQL database failed (%s); another Skyline process "
-                        "may be migrating it now: trying again", str(e.orig).splitlines()[0])
+                        "may be migrating it now: trying again",
+                        (str(e.orig).splitlines() or [type(e.orig).__name__])[0])
             engine.dispose()
             if await sleep_or_stop(ctx.stopping, 0.5 * raced):
                 return

@@ -60,7 +60,8 @@ class ClusterUnsupported(SkylineError):
         if who is not None:
             text = (f"Redis at {url} is a Redis Cluster; {who} does not run on a cluster "
                     f"yet ({seen}). On a cluster run the cluster-ready components "
-                    "(`skyline serve horizon analyzer panorama`, see docs/scaling.md) and "
+                    "(horizon, analyzer, panorama, alerters, webapp, flux, roomba: each with "
+                    "`skyline serve`, see docs/scaling.md) and "
                     "the others against a standalone Redis.")
         else:
             text = (f"Redis at {url} is a Redis Cluster node ({seen}); this client talks to "

@@ -720,9 +720,8 @@ class Settings(BaseSettings):
     REDIS_URL: SecretStr | None = Field(
         None,
         description="External Redis (redis://, rediss:// or unix://): a standalone server, or "
-        "any node of a Redis Cluster (detected at start, the other nodes discovered; horizon, "
-        "analyzer and panorama run on a cluster, the other components refuse to start on one: "
-        "docs/scaling.md). Unset: Skyline runs an embedded Redis under DATA_DIR.",
+        "any node of a Redis Cluster (detected at start, the other nodes discovered; boundary, "
+        "luminosity, thunder and vista refuse to start on one: docs/scaling.md). Unset: Skyline runs an embedded Redis under DATA_DIR.",
     )
     DATABASE_URL: SecretStr | None = Field(
         None,

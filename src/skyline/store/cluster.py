@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import threading
 import time
 from collections.abc import Callable, Collection, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -33,7 +34,9 @@ from typing import Any
 
 import numpy as np
 import redis
+from redis.backoff import NoBackoff
 from redis.crc import key_slot
+from redis.retry import Retry
 
 from skyline.core.errors import ClusterUnsupported, StoreUnavailable
 from skyline.store import keys
@@ -107,10 +110,16 @@ def _index_keys() -> tuple[str, ...]:
     return tuple(keys.metric_index_shard(s) for s in range(0, SLOTS, SLOTS // keys.INDEX_SHARDS))
 
 
+#: error replies that mean "not here, or not now" (slots moved or moving, the cluster down
+#: or failing over, a node still loading): the store re-learns the slot map and tries again
+_TRANSIENT_REPLIES = ("MOVED", "ASK", "CLUSTERDOWN", "TRYAGAIN", "MASTERDOWN", "LOADING")
+
+
 def _as_retryable(err: Exception, node: Node) -> Exception:
-    """A MOVED/ASK reply as the error the store retries on; any other error as it is."""
+    """A transient error reply (MOVED, CLUSTERDOWN, ...) as the error the store retries on;
+    any other error as it is."""
     text = str(err)
-    if text.startswith(("MOVED", "ASK")):
+    if text.startswith(_TRANSIENT_REPLIES):
         return ClusterUnsupported(str(node), text[:60])
     return err
 
@@ -144,6 +153,7 @@ class ClusterStore:
         self.retries = 0
         self._out = np.empty(0, dtype=np.uint8)
         self._pool = ThreadPoolExecutor(max_workers=16, thread_name_prefix="skyline-cluster")
+        self._read_lock = threading.Lock()
 
     @property
     def nodes(self) -> list[tuple[str, int]]:
@@ -166,8 +176,10 @@ class ClusterStore:
             extra["ssl"] = True
 
         def connect(node: Node) -> redis.Redis:
+            # one quick retry of a blip; the store's own loop (re-learning the map) does the rest
             return redis.Redis(host=node.host, port=node.port, socket_timeout=timeout,
-                               socket_connect_timeout=timeout, **extra)
+                               socket_connect_timeout=min(timeout, 5.0),
+                               retry=Retry(NoBackoff(), 1), **extra)
 
         return cls([seed, *[n for n in seeds if n != seed]], timeout=timeout, connect=connect)
 
@@ -222,8 +234,8 @@ class ClusterStore:
     def _retrying(self, what: str, work: Callable[[Topology], Any]) -> Any:
         last: Exception | None = None
         for attempt in range(self.attempts):
-            topo = self._topology() if attempt == 0 else self.refresh()
             try:
+                topo = self._topology() if attempt == 0 else self.refresh()
                 if (topo.owner < 0).any():
                     raise ClusterUnsupported(", ".join(map(str, topo.masters)),
                                              "some slots are served by no master")
@@ -245,8 +257,9 @@ class ClusterStore:
         `beside`, also each name's value beside it: the key shares the metric's hash tag, so
         the same master holds it); each master's share read over its own connection. The
         points are a view into this store's buffer: valid until its next read."""
-        return self._retrying("read", lambda topo: self._read(topo, names, tail, key_of,
-                                                              beside))
+        with self._read_lock:  # the readers' buffers are this store's: one read at a time
+            return self._retrying("read", lambda topo: self._read(topo, names, tail, key_of,
+                                                                  beside))
 
     def _read(self, topo: Topology, names: Sequence[str], tail: int | None,
               key_of: Callable[[str], str],
@@ -310,24 +323,29 @@ class ClusterStore:
     def append(self, names: Sequence[str], payloads: Sequence[bytes],
                key_of: Callable[[str], str] = keys.series) -> int:
         """APPEND payloads[i] to key_of(names[i]) for every i, each master's share in pipelined
-        batches over its own connection; returns how many were stored. A share that met MOVED
-        or lost its connection is sent again once the slot map is re-learnt."""
-        return int((self.append_replies(names, payloads, key_of) >= 0).sum())
+        batches over its own connection; returns how many were stored. A share that met a
+        transient error (MOVED, CLUSTERDOWN, a lost connection) is sent again once the slot
+        map is re-learnt; after every attempt failed, ClusterUnavailable (nothing reported
+        stored that was not)."""
+        return int((self.append_replies(names, payloads, key_of)[0] >= 0).sum())
 
     def set(self, names: Sequence[str], payloads: Sequence[bytes],
             key_of: Callable[[str], str]) -> int:
         """SET key_of(names[i]) to payloads[i] (the analysis states), as `append` sends its
         APPENDs; returns how many were stored."""
-        return int((self.append_replies(names, payloads, key_of, verb=b"SET") >= 0).sum())
+        return int((self.append_replies(names, payloads, key_of, verb=b"SET")[0] >= 0).sum())
 
     def append_replies(self, names: Sequence[str], payloads: Sequence[bytes],
                        key_of: Callable[[str], str] = keys.series, *,
-                       verb: bytes = b"APPEND") -> np.ndarray:
+                       verb: bytes = b"APPEND") -> tuple[np.ndarray, np.ndarray]:
         """As `append`, with each command's reply: the key's new length (0 for a SET), or -1
-        where Redis refused it (a key of another type)."""
+        where Redis refused it (WRONGTYPE: a key of another type); and which names were sent
+        more than once (a batch whose replies were lost may have landed: its lengths no longer
+        tell a new key from an old one)."""
         todo = np.arange(len(names))
         stored = 0
         replied = np.full(len(names), -1, dtype=np.int64)
+        resent = np.zeros(len(names), dtype=bool)
 
         def work(topo: Topology) -> int:
             nonlocal todo, stored
@@ -339,20 +357,25 @@ class ClusterStore:
                 for lo in range(0, len(mine), self.batch):
                     chunk = mine[lo:lo + self.batch]
                     try:
-                        replies = self._append_chunk(node, chunk, names, payloads, key_of,
-                                                     verb)
+                        replies, retried = self._append_chunk(node, chunk, names, payloads,
+                                                              key_of, verb)
                     except _RETRYABLE as e:
                         failed.append(mine[lo:])
+                        resent[chunk] = True  # sent, replies lost: it may have landed
                         error = e
                         break
+                    if retried:
+                        resent[chunk] = True
                     errors = [isinstance(r, Exception) for r in replies]
-                    moved = np.array([e and str(r).startswith(("MOVED", "ASK"))
+                    # only WRONGTYPE is a refusal; any other error reply is sent again
+                    again = np.array([e and not str(r).startswith("WRONGTYPE")
                                       for e, r in zip(errors, replies, strict=True)], dtype=bool)
-                    if moved.any():
-                        failed.append(chunk[moved])
+                    if again.any():
+                        failed.append(chunk[again])
                         error = ClusterUnsupported(
-                            str(node), str(replies[int(np.argmax(moved))])[:60])
-                    ok = ~np.array(errors, dtype=bool)
+                            str(node), str(replies[int(np.argmax(again))])[:60])
+                        errors = [e and not a for e, a in zip(errors, again, strict=True)]
+                    ok = ~np.array(errors, dtype=bool) & ~again
                     replied[chunk[ok]] = [r if isinstance(r, int) else 0
                                           for r, good in zip(replies, ok, strict=True) if good]
                     stored += int(ok.sum())
@@ -362,7 +385,7 @@ class ClusterStore:
             return stored
 
         self._retrying(verb.decode().lower(), work)
-        return replied
+        return replied, resent
 
     # the index ----------------------------------------------------------------------------
     def index(self, names: Sequence[str]) -> int:
@@ -401,9 +424,12 @@ class ClusterStore:
                 mine = [key for k, key in enumerate(_index_keys())
                         if k in wanted and topo.owner[_slot(key)] == m]
                 client = self.client(node)
-                for key in mine:
-                    out.update(n.decode() if isinstance(n, bytes) else str(n)
-                               for n in client.sscan_iter(key, count=5000))
+                try:
+                    for key in mine:
+                        out.update(n.decode() if isinstance(n, bytes) else str(n)
+                                   for n in client.sscan_iter(key, count=5000))
+                except redis.ResponseError as e:
+                    raise _as_retryable(e, node) from None
             return sorted(out)
 
         return list(self._retrying("names", work))
@@ -417,7 +443,10 @@ class ClusterStore:
                 for key in _index_keys():
                     if topo.owner[_slot(key)] == m:
                         pipe.scard(key)
-                total += sum(int(n) for n in pipe.execute())
+                try:
+                    total += sum(int(n) for n in pipe.execute())
+                except redis.ResponseError as e:
+                    raise _as_retryable(e, node) from None
             return total
 
         return int(self._retrying("count", work))
@@ -430,25 +459,29 @@ class ClusterStore:
                                   strict=True):
                 shards.setdefault(keys.metric_index_shard(slot), []).append(name)
             for key, members in shards.items():
-                self.client(topo.masters[int(topo.owner[_slot(key)])]).srem(key, *members)
+                node = topo.masters[int(topo.owner[_slot(key)])]
+                try:
+                    self.client(node).srem(key, *members)
+                except redis.ResponseError as e:
+                    raise _as_retryable(e, node) from None
 
         self._retrying("remove", work)
 
     def _append_chunk(self, node: Node, chunk: np.ndarray, names: Sequence[str],
                       payloads: Sequence[bytes], key_of: Callable[[str], str],
-                      verb: bytes = b"APPEND") -> list[Any]:
+                      verb: bytes = b"APPEND") -> tuple[list[Any], bool]:
         pool = self.client(node).connection_pool
         conn = pool.get_connection()
         try:
-            replies, _retried = _raw_appends(conn, [names[i] for i in chunk.tolist()],
-                                             [payloads[i] for i in chunk.tolist()], key_of,
-                                             verb)
+            replies, retried = _raw_appends(conn, [names[i] for i in chunk.tolist()],
+                                            [payloads[i] for i in chunk.tolist()], key_of,
+                                            verb)
         except BaseException:
             conn.disconnect()
             raise
         finally:
             pool.release(conn)
-        return replies
+        return replies, retried
 
     def close(self) -> None:
         self._pool.shutdown(wait=True)

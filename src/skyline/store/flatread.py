@@ -207,9 +207,10 @@ class FlatReader:
                     while end - start < length + 2:
                         fill()
                     nl = start + length
-                if bytes(buf[start + 1:start + 5]) in (b"MOVE", b"ASK "):
-                    # a cluster node answering for a slot it does not own: never a
-                    # partial read counted as wrong types
+                if bytes(buf[start + 1:start + 5]) in (b"MOVE", b"ASK ", b"CLUS", b"TRYA",
+                                                       b"MAST"):
+                    # a cluster node answering for a slot it does not own, or a cluster
+                    # down or failing over: never a partial read counted as wrong types
                     raise ClusterUnsupported(self._where(), bytes(buf[start + 1:nl][:60]).decode(
                         "ascii", "replace"))
                 stats.wrong_type += 1

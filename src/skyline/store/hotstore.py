@@ -190,7 +190,7 @@ class HotStore:
         if not names:
             return 0
         if self.cluster is not None:
-            return int((self.cluster.append_replies(names, payloads, key_of) < 0).sum())
+            return int((self.cluster.append_replies(names, payloads, key_of)[0] < 0).sum())
         pool = getattr(self.client, "connection_pool", None)
         refused = 0
         if not HAVE_HIREDIS or pool is None:
@@ -216,22 +216,18 @@ class HotStore:
                         payloads: Sequence[bytes], stats: WriteStats, index_all: bool) -> None:
         """The same writes on a cluster: each master's share over its own connection; the
         series the APPENDs created go to the index shard on their own master."""
-        replies = cluster.append_replies(names, payloads)
+        replies, resent = cluster.append_replies(names, payloads)
         sizes = np.fromiter((len(p) for p in payloads), dtype=np.int64, count=len(payloads))
         ok = replies >= 0
         stats.points += int(sizes[ok].sum()) // POINT_SIZE
         for i in np.flatnonzero(~ok).tolist():
-            stats.errors.append(f"{names[i]}: refused (WRONGTYPE?)")
-        if index_all:
-            written = list(dict.fromkeys(names[i] for i in np.flatnonzero(ok).tolist()))
-            if written:
-                stats.new_metrics += cluster.index(written)
-            return
-        new = list(dict.fromkeys(names[i] for i in np.flatnonzero(ok & (replies == sizes))
-                                 .tolist()))
-        if new:
-            cluster.index(new)
-            stats.new_metrics += len(new)
+            stats.errors.append(f"{names[i]}: WRONGTYPE (the key is not a series)")
+        # the series an APPEND created, and every one sent twice (its first APPEND may have
+        # created it): SADD counts the names truly new
+        index = ok if index_all else ok & ((replies == sizes) | resent)
+        fresh = list(dict.fromkeys(names[i] for i in np.flatnonzero(index).tolist()))
+        if fresh:
+            stats.new_metrics += cluster.index(fresh)
 
     def _append_pipelined(self, names: Sequence[str], payloads: Sequence[bytes],
                           stats: WriteStats, index_all: bool) -> None:
@@ -371,9 +367,20 @@ class HotStore:
         v = np.full(len(names), np.nan)
         if not names:
             return t, v
-        reader = self.cluster if self.cluster is not None else FlatReader(
-            self.client, batch=self.read_chunk_size, initial_bytes=len(names) * POINT_SIZE)
-        flat = reader.read(names, tail=1)
+        if self.cluster is not None:
+            # a store of its own per call: a read's points are a view into its store's buffer,
+            # and web requests call this side by side
+            reader = self.cluster.twin()
+            try:
+                flat = reader.read(names, tail=1)
+                has = flat.counts > 0
+                t[has] = flat.timestamps
+                v[has] = flat.values
+            finally:
+                reader.close()
+            return t, v
+        flat = FlatReader(self.client, batch=self.read_chunk_size,
+                          initial_bytes=len(names) * POINT_SIZE).read(names, tail=1)
         has = flat.counts > 0
         t[has] = flat.timestamps
         v[has] = flat.values

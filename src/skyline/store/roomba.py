@@ -95,6 +95,13 @@ class TrimStats:
         self.wrapped = self.wrapped or other.wrapped
 
 
+def _wrong_type(reply: object) -> bool:
+    """A WRONGTYPE reply: the key holds another type (nothing Skyline wrote), which the
+    roomba removes. Any other error reply (a cluster down or failing over) is raised by the
+    caller instead: a series is never deleted for an error that is not about it."""
+    return isinstance(reply, redis.ResponseError) and str(reply).startswith("WRONGTYPE")
+
+
 class Roomba:
     def __init__(self, client: redis.Redis, *, retention: float, batch_size: int = 500,
                  history: HistoryPolicy | None = None, cluster: ClusterStore | None = None):
@@ -128,7 +135,7 @@ class Roomba:
         moving: list[tuple[str, int, np.ndarray, np.ndarray, hist.Buckets]] = []
         orphans: list[str] = []
         for name, raw in zip(names, raws, strict=True):
-            if isinstance(raw, redis.ResponseError):
+            if _wrong_type(raw):
                 # not a string: nothing Skyline wrote; drop it so readers never trip on it
                 stats.wrong_type_removed += 1
                 self.client.delete(key_of(name))
@@ -232,7 +239,7 @@ class Roomba:
         olds = reader.execute(raise_on_error=False)
         for (name, expected, t2, v2, gone), raw in zip(moving, olds, strict=True):
             old = None
-            if isinstance(raw, redis.ResponseError):  # not a string: nothing Skyline wrote
+            if _wrong_type(raw):  # not a string: nothing Skyline wrote
                 stats.history_corrupt += 1
                 self.client.delete(keys.history(name))
                 raw = None
@@ -282,7 +289,13 @@ class Roomba:
         total = TrimStats()
         raw_cursor = self.client.get(keys.roomba_cursor())
         if self.cluster is not None:
-            return self._run_pass_sharded(now, max_keys, raw_cursor)
+            try:
+                return self._run_pass_sharded(now, max_keys, raw_cursor)
+            except (redis.RedisError, redis.exceptions.RedisClusterException):
+                # a failover or a resharding: the next pass sends each master its scripts
+                # by the new slot map (the cursor was not moved: the batch is done again)
+                self.cluster.topology = None
+                raise
         cursor = int(raw_cursor) if raw_cursor else 0
         while total.examined < max_keys:
             cursor, members = self.client.sscan(keys.METRIC_INDEX, cursor, count=self.batch_size)
